@@ -1,0 +1,103 @@
+"""Real-data tier: the stages on the real IMDb reviews, the real GPT-2 tokenizer and the real model shapes.
+
+Runs when `../shared` (relative to the repo root) holds the data and assets; skips with the reason otherwise.
+The models have random weights: these tests check shapes, plumbing and data handling, never quality.
+"""
+from pathlib import Path
+import numpy as np
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[2]/'shared'
+IMDB = SHARED/'data'/'imdb'
+GPT2 = SHARED/'assets'/'gpt2-shape'
+DISTILBERT = SHARED/'assets'/'distilbert-sst2-shape'
+
+def _require(*paths: Path):
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        reason = f"real-data tier skipped: {missing[0]} does not exist (needs ../shared next to the repo)"
+        print(reason)
+        pytest.skip(reason)
+
+@pytest.fixture(scope='module')
+def imdb():
+    _require(IMDB/'train.parquet', IMDB/'test.parquet')
+    from dpo_imdb.data import load_imdb
+    return load_imdb(str(IMDB))
+
+@pytest.fixture(scope='module')
+def gpt2_tokenizer():
+    _require(GPT2/'vocab.json')
+    from dpo_imdb.data import load_tokenizer
+    return load_tokenizer(str(GPT2))
+
+@pytest.fixture(scope='module')
+def prompts(imdb, gpt2_tokenizer):
+    from dpo_imdb.data import make_prompts
+    return make_prompts(imdb['train'].select(range(400)), gpt2_tokenizer, n_train=200, n_eval=40, seed=0, verbose=False)
+
+def test_prompts_are_2_to_8_real_gpt2_tokens(imdb, gpt2_tokenizer, prompts):
+    from dpo_imdb.data import clean_review
+    assert gpt2_tokenizer('Hello world')['input_ids'] == [15496, 995]      # it is the real GPT-2 BPE
+    rows = prompts['train'].to_list() + prompts['eval'].to_list()
+    assert len(prompts['train']) == 200 and len(prompts['eval']) == 40
+    assert all(2 <= len(r['prompt_ids']) <= 8 for r in rows)
+    assert all(isinstance(i, int) for r in rows for i in r['prompt_ids'])
+    assert not {r['review_id'] for r in prompts['train']} & {r['review_id'] for r in prompts['eval']}
+    texts = dict(zip(imdb['train']['id'], imdb['train']['text']))
+    is_prefix = [clean_review(texts[r['review_id']]).startswith(r['prompt']) for r in rows]
+    assert np.mean(is_prefix) >= 0.95, f"only {np.mean(is_prefix):.2f} of prompts start their review"
+
+@pytest.fixture(scope='module')
+def gpt2_shaped(gpt2_tokenizer):
+    from transformers import AutoConfig, AutoModelForCausalLM
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(GPT2)).eval()   # real 124M shape, random weights
+    assert sum(p.numel() for p in model.parameters()) == 124_439_808
+    return model
+
+@pytest.fixture(scope='module')
+def distilbert_scorer():
+    _require(DISTILBERT/'config.json', DISTILBERT/'vocab.txt')
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from dpo_imdb.scoring import SentimentScorer
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(DISTILBERT))
+    return SentimentScorer(model, AutoTokenizer.from_pretrained(DISTILBERT), batch_size=8)
+
+def test_real_shapes_generate_score_and_pair(prompts, gpt2_tokenizer, gpt2_shaped, distilbert_scorer):
+    from dpo_imdb.generation import generate_completions
+    from dpo_imdb.scoring import score_completions
+    from dpo_imdb.triplets import TRIPLET_FEATURES, make_triplets
+    two = prompts['eval'].select(range(2))
+    comps = generate_completions(gpt2_shaped, gpt2_tokenizer, two, n=2, max_new_tokens=8, seed=0, progress=False)
+    assert len(comps) == 4
+    assert all(1 <= len(ids) <= 8 for ids in comps['completion_ids'])
+    scored, n_bad = score_completions(distilbert_scorer, comps, target='prompt+completion', progress=False)
+    assert n_bad == 0 and np.isfinite(scored['score']).all()
+    assert all(0 <= p <= 1 for p in scored['pos_prob'])
+    triplets, stats = make_triplets(scored, pairing='all_pairs')
+    assert stats.n_prompts == 2 and stats.n_completions == 4
+    assert stats.n_pairs + stats.prompts_without_pair == 2       # 2 samples per prompt: at most one pair each
+    assert triplets.column_names == list(TRIPLET_FEATURES)
+    for t in triplets:
+        for col in ('prompt_ids', 'chosen_ids', 'rejected_ids'):
+            assert isinstance(t[col], list) and t[col] and all(isinstance(i, int) for i in t[col])
+        assert t['chosen_score'] >= t['rejected_score'] and t['margin'] > 0
+        assert t['prompt_ids'] == two[t['prompt_idx']]['prompt_ids']
+        assert np.isfinite([t['ref_chosen_logps'], t['ref_rejected_logps']]).all()
+
+def test_real_scorer_shape_truncates_long_reviews(imdb, distilbert_scorer):
+    texts = imdb['test'].select(range(300))['text']
+    longest = max(texts, key=len)
+    assert len(distilbert_scorer.tokenizer(longest)['input_ids']) > 512     # needs truncation at the model's 512
+    scores = distilbert_scorer([longest, '', '😀 映画'])
+    assert np.isfinite(scores.logits).all() and distilbert_scorer.max_length == 512
+
+def test_tfidf_scorer_on_real_imdb(imdb, capsys):
+    from dpo_imdb.scoring import TfidfScorer
+    scorer = TfidfScorer.fit(imdb['train']['text'], imdb['train']['label'])
+    acc = scorer.accuracy(imdb['test']['text'], imdb['test']['label'])
+    with capsys.disabled(): print(f"\nTF-IDF scorer, IMDb train -> test accuracy: {acc:.4f}")
+    assert acc >= 0.87
