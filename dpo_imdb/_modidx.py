@@ -184,4 +184,8 @@ d = { 'settings': { 'branch': 'main',
                                    'dpo_imdb.triplets.make_triplets': ('triplets.html#make_triplets', 'dpo_imdb/triplets.py'),
                                    'dpo_imdb.triplets.plot_margins': ('triplets.html#plot_margins', 'dpo_imdb/triplets.py'),
                                    'dpo_imdb.triplets.save_triplets': ('triplets.html#save_triplets', 'dpo_imdb/triplets.py'),
-                                   'dpo_imdb.triplets.summarize': ('triplets.html#summarize', 'dpo_imdb/triplets.py')}}}
+                                   'dpo_imdb.triplets.summarize': ('triplets.html#summarize', 'dpo_imdb/triplets.py')},
+            'dpo_imdb.widgets': { 'dpo_imdb.widgets.compare': ('demo.html#compare', 'dpo_imdb/widgets.py'),
+                                  'dpo_imdb.widgets.comparison_html': ('demo.html#comparison_html', 'dpo_imdb/widgets.py'),
+                                  'dpo_imdb.widgets.demo_panel': ('demo.html#demo_panel', 'dpo_imdb/widgets.py'),
+                                  'dpo_imdb.widgets.sentiment_bar': ('demo.html#sentiment_bar', 'dpo_imdb/widgets.py')}}}

@@ -7,12 +7,12 @@ __all__ = ['LOSS_TYPES', 'PAIRINGS', 'SCORE_TARGETS', 'REF_LOGPS', 'WANDB_MODES'
            'ConfigError', 'RunConfig', 'validate_config', 'from_preset', 'to_dict', 'save_config', 'load_config',
            'config_hash']
 
-# %% ../nbs/00_config.ipynb #6699643e
+# %% ../nbs/00_config.ipynb #454752b4
 import hashlib, json, types, typing
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-# %% ../nbs/00_config.ipynb #7ae7b959
+# %% ../nbs/00_config.ipynb #b623e4ea
 LOSS_TYPES = ('sigmoid', 'ipo', 'hinge')               # DPO, IPO and SLiC-style hinge; label_smoothing>0 = conservative DPO
 PAIRINGS = ('best_vs_worst', 'all_pairs')              # one pair per prompt, or every ordered pair (6 from 4 samples)
 SCORE_TARGETS = ('completion', 'prompt+completion')    # what the sentiment classifier reads
@@ -23,7 +23,7 @@ DEVICES = ('auto', 'cpu', 'cuda', 'mps')
 class ConfigError(ValueError):
     "A run configuration that cannot work. The message names the field and what to do."
 
-# %% ../nbs/00_config.ipynb #2db6f832
+# %% ../nbs/00_config.ipynb #02c448a3
 @dataclass
 class RunConfig:
     "Every knob of one DPO-on-IMDb run. Field defaults are the `colab` preset."
@@ -38,6 +38,7 @@ class RunConfig:
     sft_lr: float = 1e-3
     sft_batch_size: int = 32
     sft_max_length: int = 64
+    sft_reviews: int = 20_000                 # reviews (a seeded sample) tokenised for SFT; enough for sft_steps
     tokenizer_vocab_size: int = 4096          # only when tokenizer == 'train'
     # -- prompts
     n_train_prompts: int = 25_000
@@ -91,7 +92,7 @@ class RunConfig:
 
     def __post_init__(self): validate_config(self)
 
-# %% ../nbs/00_config.ipynb #2c890477
+# %% ../nbs/00_config.ipynb #758aa120
 def _expected_types(annotation) -> tuple:
     "Python types allowed by a field annotation such as `str | None`."
     return typing.get_args(annotation) or (annotation,)
@@ -107,7 +108,7 @@ def _check_types(cfg: RunConfig):
             want = ' or '.join(t.__name__ for t in allowed)
             raise ConfigError(f"RunConfig.{f.name} must be {want}, got {value!r} ({type(value).__name__})")
 
-# %% ../nbs/00_config.ipynb #5b4e7c4e
+# %% ../nbs/00_config.ipynb #adb923de
 def _check(ok: bool, field: str, rule: str, value):
     if not ok: raise ConfigError(f"RunConfig.{field} {rule} (got {value!r})")
 
@@ -120,7 +121,7 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     _check_types(cfg)
     for name in ('sft_steps', 'n_train_prompts', 'n_eval_prompts', 'min_review_chars', 'top_k', 'logging_steps'):
         _check(getattr(cfg, name) >= 0, name, 'must be >= 0', getattr(cfg, name))
-    for name in ('sft_batch_size', 'sft_max_length', 'tokenizer_vocab_size', 'min_prompt_tokens', 'max_new_tokens',
+    for name in ('sft_batch_size', 'sft_max_length', 'sft_reviews', 'tokenizer_vocab_size', 'min_prompt_tokens', 'max_new_tokens',
                  'gen_batch_size', 'score_batch_size', 'train_batch_size', 'eval_batch_size', 'grad_accum_steps',
                  'max_length', 'eval_steps', 'save_steps', 'eval_samples_per_prompt', 'chunk_prompts'):
         _check(getattr(cfg, name) > 0, name, 'must be > 0', getattr(cfg, name))
@@ -150,20 +151,21 @@ def validate_config(cfg: RunConfig) -> RunConfig:
         _check(getattr(cfg, name).strip() != '', name, 'must not be empty', getattr(cfg, name))
     return cfg
 
-# %% ../nbs/00_config.ipynb #4b620f65
+# %% ../nbs/00_config.ipynb #4970d8da
 PRESETS: dict[str, dict] = {
     'colab': dict(),
     'demo': dict(
         policy='tiny-gpt2', tokenizer='train', scorer='tfidf', data='synthetic',
         tokenizer_vocab_size=2048, sft_steps=400, sft_lr=2e-3, sft_batch_size=32, sft_max_length=64,
-        n_train_prompts=1500, n_eval_prompts=200, max_new_tokens=24, gen_batch_size=128, chunk_prompts=256, score_batch_size=256,
-        pairing='best_vs_worst', beta=0.1, learning_rate=5e-4, num_epochs=2.0, train_batch_size=32,
-        eval_batch_size=64, warmup_ratio=0.05, max_length=40, logging_steps=5, eval_steps=20, save_steps=40,
-        betas_sweep=(0.05, 0.1, 0.5), out_dir='runs/demo', device='cpu', bf16=False),
+        n_train_prompts=3000, n_eval_prompts=200, max_new_tokens=24, gen_batch_size=128, chunk_prompts=256,
+        score_batch_size=256, pairing='best_vs_worst', beta=0.5, learning_rate=4e-4, num_epochs=2.0,
+        train_batch_size=32, eval_batch_size=64, warmup_ratio=0.05, max_length=40, logging_steps=5, eval_steps=20,
+        save_steps=40, betas_sweep=(0.1, 0.5, 2.0), out_dir='runs/demo', device='cpu', bf16=False),
     'test': dict(
         policy='tiny-gpt2', tokenizer='train', scorer='tfidf', data='synthetic',
         tokenizer_vocab_size=512, sft_steps=20, sft_lr=2e-3, sft_batch_size=16, sft_max_length=32,
-        n_train_prompts=48, n_eval_prompts=16, max_new_tokens=8, gen_batch_size=32, chunk_prompts=16, score_batch_size=64,
+        n_train_prompts=48, n_eval_prompts=16, max_new_tokens=8, gen_batch_size=32, chunk_prompts=16,
+        score_batch_size=64,
         beta=0.1, learning_rate=1e-3, num_epochs=1.0, max_steps=4, train_batch_size=8, eval_batch_size=8,
         max_length=24, logging_steps=1, eval_steps=2, save_steps=2, betas_sweep=(0.1, 0.5),
         out_dir='runs/test', device='cpu', bf16=False, wandb_mode='disabled'),
@@ -175,7 +177,7 @@ def from_preset(name: str, **overrides) -> RunConfig:
         raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     return _from_mapping({**PRESETS[name], 'name': name, **overrides})
 
-# %% ../nbs/00_config.ipynb #c7f9bfda
+# %% ../nbs/00_config.ipynb #f4ab844c
 def _from_mapping(values: dict) -> RunConfig:
     known = {f.name for f in fields(RunConfig)}
     unknown = sorted(set(values) - known)
@@ -185,7 +187,7 @@ def _from_mapping(values: dict) -> RunConfig:
         raise ConfigError(f"unknown RunConfig field {unknown[0]!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ''))
     return RunConfig(**values)
 
-# %% ../nbs/00_config.ipynb #ce423c4b
+# %% ../nbs/00_config.ipynb #ef56cac7
 def to_dict(cfg: RunConfig) -> dict:
     "The config as plain JSON-able values."
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
@@ -206,7 +208,7 @@ def load_config(path) -> RunConfig:
     if not isinstance(values, dict): raise ConfigError(f"config file {str(path)!r} must hold a JSON object")
     return _from_mapping(values)
 
-# %% ../nbs/00_config.ipynb #5c11472c
+# %% ../nbs/00_config.ipynb #39df12d6
 BOOKKEEPING = ('name', 'out_dir', 'wandb_mode', 'wandb_project')
 
 def config_hash(cfg: RunConfig, keys: typing.Iterable[str] | None = None) -> str:

@@ -7,17 +7,16 @@ __all__ = ['TINY_CONFIGS', 'COMPLETION_FEATURES', 'resolve_device', 'model_vocab
            'row_seed', 'RowNoise', 'filter_logits', 'sample_batch', 'generate_completions', 'generate_from_config',
            'teacher_forced_logps']
 
-# %% ../nbs/02_generation.ipynb #fdfb09b4
+# %% ../nbs/02_generation.ipynb #ef66de79
 import hashlib, inspect, math, time
 import numpy as np
 import torch
-import torch.nn.functional as F
 from datasets import Dataset, Features, List, Value
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 from .config import RunConfig
 
-# %% ../nbs/02_generation.ipynb #5a45c90f
+# %% ../nbs/02_generation.ipynb #b8a3f5ba
 def resolve_device(name: str) -> torch.device:
     "`'auto'` -> cuda if available, else mps, else cpu; any other name is checked and returned as a `torch.device`."
     mps = getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
@@ -28,7 +27,7 @@ def resolve_device(name: str) -> torch.device:
     if device.type == 'mps' and not mps: raise ValueError(f"device {name!r} requested but MPS is not available")
     return device
 
-# %% ../nbs/02_generation.ipynb #9b202096
+# %% ../nbs/02_generation.ipynb #eb0e3dda
 TINY_CONFIGS = {'tiny-gpt2': dict(n_layer=4, n_head=4, n_embd=128, n_positions=256,
                                   resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function='gelu')}
 
@@ -42,13 +41,13 @@ def check_vocab(tokenizer, vocab_size: int, source: str = 'the model'):
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but {source} has only {vocab_size} embeddings: "
                          "load the tokenizer that belongs to the model")
 
-# %% ../nbs/02_generation.ipynb #c1428491
+# %% ../nbs/02_generation.ipynb #f8f7cd5a
 def load_policy(source: str, tokenizer, device='cpu', seed: int = 0) -> PreTrainedModel:
     "A causal LM: built from `TINY_CONFIGS[source]` (random, seeded), or `from_pretrained` (hub id or directory)."
     if source in TINY_CONFIGS:
         config = GPT2Config(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                            loss_type='ForCausalLM', **TINY_CONFIGS[source])
+                            **TINY_CONFIGS[source])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = GPT2LMHeadModel(config)
@@ -57,10 +56,11 @@ def load_policy(source: str, tokenizer, device='cpu', seed: int = 0) -> PreTrain
         model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=False)
     check_vocab(tokenizer, model_vocab_size(model), repr(source))
     if model.config.pad_token_id is None: model.config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, 'loss_type', None) is None: model.loss_type = 'ForCausalLM'     # what it defaults to, minus a warning
     if getattr(model, 'generation_config', None) is not None: model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model.to(resolve_device(device) if isinstance(device, str) else device).eval()
 
-# %% ../nbs/02_generation.ipynb #6aca204e
+# %% ../nbs/02_generation.ipynb #efda3014
 def _review_stream(tokenizer, texts: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     "All reviews as one token stream, each followed by EOS, and the offsets where a full window can start."
     eos = tokenizer.eos_token_id
@@ -70,7 +70,8 @@ def _review_stream(tokenizer, texts: list[str], max_length: int) -> tuple[torch.
     starts = torch.tensor(np.cumsum([0] + [len(x) + 1 for x in ids[:-1]]), dtype=torch.long)
     starts = starts[starts + max_length <= len(stream)]
     if len(starts) == 0:
-        raise ValueError(f"train_sft: the {len(ids)} texts have {len(stream)} tokens in all, fewer than max_length={max_length}")
+        raise ValueError(f"train_sft: the {len(ids)} texts have {len(stream)} tokens in all, "
+                         f"fewer than max_length={max_length}")
     return stream, starts
 
 def _lr_lambda(steps: int, warmup: float = 0.05, floor: float = 0.1):
@@ -81,7 +82,7 @@ def _lr_lambda(steps: int, warmup: float = 0.05, floor: float = 0.1):
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (step - n_warm) / max(1, steps - n_warm)))
     return f
 
-# %% ../nbs/02_generation.ipynb #8046a28c
+# %% ../nbs/02_generation.ipynb #50287c88
 def train_sft(model: PreTrainedModel, tokenizer, texts: list[str], steps: int, lr: float, batch_size: int,
               max_length: int, seed: int = 0, progress: bool = True) -> list[float]:
     "Causal-LM training on `texts` (windows from review starts, AdamW, cosine decay); return the loss of each step."
@@ -112,12 +113,13 @@ def train_sft(model: PreTrainedModel, tokenizer, texts: list[str], steps: int, l
     model.eval()
     return losses
 
-# %% ../nbs/02_generation.ipynb #dc305335
+# %% ../nbs/02_generation.ipynb #f846ac36
 def _context_size(model: PreTrainedModel) -> int | None:
     cfg = model.config
-    return next((getattr(cfg, k) for k in ('n_positions', 'max_position_embeddings', 'n_ctx') if getattr(cfg, k, None)), None)
+    names = ('n_positions', 'max_position_embeddings', 'n_ctx')
+    return next((getattr(cfg, k) for k in names if getattr(cfg, k, None)), None)
 
-# %% ../nbs/02_generation.ipynb #f11cacca
+# %% ../nbs/02_generation.ipynb #a1839886
 def row_seed(seed: int, prompt_idx: int, sample_idx: int) -> int:
     "A 64-bit seed for the random stream of one output row."
     return int.from_bytes(hashlib.blake2b(f'{seed}/{prompt_idx}/{sample_idx}'.encode(), digest_size=8).digest(), 'little')
@@ -134,7 +136,7 @@ class RowNoise:
             for i in active: torch.rand(self.buf.shape[1:], generator=self.gens[i], out=self.buf[i])
         return self.buf[:, step % self.chunk]
 
-# %% ../nbs/02_generation.ipynb #a4f70322
+# %% ../nbs/02_generation.ipynb #59d76f98
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     "Scores (B, V) for sampling: `logits / temperature`, with tokens outside the top-k / top-p set at -inf."
     scores = logits / temperature
@@ -148,7 +150,7 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0
         scores = scores.masked_fill(drop.scatter(-1, order, drop), -math.inf)
     return scores
 
-# %% ../nbs/02_generation.ipynb #d7bc51f5
+# %% ../nbs/02_generation.ipynb #6b88df7f
 def _cache_kwargs(model) -> dict:
     "A fresh KV cache under the keyword this transformers version uses (`cache` in 5.x, `past_key_values` before)."
     try: cache = DynamicCache(config=model.config)
@@ -164,7 +166,7 @@ def _left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tens
         ids[i, L - len(p):] = torch.tensor(p); mask[i, L - len(p):] = 1
     return ids.to(device), mask.to(device)
 
-# %% ../nbs/02_generation.ipynb #efcb6b25
+# %% ../nbs/02_generation.ipynb #49210605
 @torch.inference_mode()
 def sample_batch(model, prompts: list[list[int]], seeds: list[int], max_new_tokens: int, eos_id: int | None,
                  pad_id: int, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0):
@@ -199,7 +201,7 @@ def sample_batch(model, prompts: list[list[int]], seeds: list[int], max_new_toke
     lengths = lengths.tolist()
     return [row[:n] for row, n in zip(out.tolist(), lengths)], logps.tolist()
 
-# %% ../nbs/02_generation.ipynb #fc006977
+# %% ../nbs/02_generation.ipynb #dd4b1790
 COMPLETION_FEATURES = Features({
     'prompt_idx': Value('int64'), 'sample_idx': Value('int64'), 'prompt': Value('string'),
     'prompt_ids': List(Value('int64')), 'completion': Value('string'), 'completion_ids': List(Value('int64')),
@@ -231,7 +233,7 @@ def _check_generation(model, tokenizer, prompt_ids, max_new_tokens, n, temperatu
         raise ValueError(f"longest prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) = "
                          f"{longest + max_new_tokens} exceeds the model's context of {n_pos} positions")
 
-# %% ../nbs/02_generation.ipynb #5d174416
+# %% ../nbs/02_generation.ipynb #39871527
 def generate_completions(model: PreTrainedModel, tokenizer, prompts: Dataset | list[str], n: int = 4,
                          max_new_tokens: int = 48, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                          batch_size: int = 64, seed: int = 0, progress: bool = True, start: int = 0,
@@ -261,7 +263,7 @@ def generate_completions(model: PreTrainedModel, tokenizer, prompts: Dataset | l
     finally: model.train(was_training)
     return _completion_rows(part, tokenizer, rows, prompt_ids, completions, logps, start, eos_id)
 
-# %% ../nbs/02_generation.ipynb #32488795
+# %% ../nbs/02_generation.ipynb #543ac0bb
 def _completion_rows(part, tokenizer, rows, prompt_ids, completions, logps, start, eos_id) -> Dataset:
     "The output `Dataset`: one row per (prompt, sample), with `review_id` / `label` passed through."
     texts = list(part['prompt']) if 'prompt' in part.column_names else tokenizer.batch_decode(prompt_ids)
@@ -283,10 +285,10 @@ def generate_from_config(model: PreTrainedModel, tokenizer, prompts: Dataset, cf
                                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
                                 top_p=cfg.top_p, batch_size=cfg.gen_batch_size, seed=cfg.seed, **kwargs)
 
-# %% ../nbs/02_generation.ipynb #87c35707
+# %% ../nbs/02_generation.ipynb #9aaf3278
 @torch.inference_mode()
 def teacher_forced_logps(model, prompt_ids: list[int], completion_ids: list[int]) -> float:
     "Sum of log pi(completion | prompt) from one forward pass over prompt + completion."
     ids = torch.tensor([prompt_ids + completion_ids], device=model.device)
-    logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1].float()              # (len(completion), V)
+    logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, len(prompt_ids) - 1:-1].float()  # (C, V)
     return torch.log_softmax(logits, -1).gather(-1, ids[0, len(prompt_ids):, None]).sum().item()

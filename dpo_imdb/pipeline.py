@@ -7,7 +7,7 @@ __all__ = ['STAGES', 'RunError', 'write_json', 'atomic_dir', 'peak_rss_mb', 'Run
            'run_prompts', 'run_generate', 'run_score', 'split_pairs', 'run_triplets', 'run_train', 'run_evaluate',
            'run_pipeline', 'load_run', 'write_report', 'run_sweep']
 
-# %% ../nbs/08_pipeline.ipynb #5c9fd88d
+# %% ../nbs/08_pipeline.ipynb #91832d73
 import copy, json, os, platform, resource, shutil, sys, time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -16,7 +16,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 from .config import *
 
-# %% ../nbs/08_pipeline.ipynb #c280cc10
+# %% ../nbs/08_pipeline.ipynb #4791106d
 class RunError(RuntimeError):
     "A run that cannot go on; the message says what is wrong and what to do."
 
@@ -46,7 +46,7 @@ def atomic_dir(path):
         if path.exists(): shutil.rmtree(path)
         os.replace(partial, path)
 
-# %% ../nbs/08_pipeline.ipynb #5da2244c
+# %% ../nbs/08_pipeline.ipynb #57a927e6
 def _versions() -> dict:
     import torch, transformers, datasets, trl
     from dpo_imdb import __version__
@@ -92,7 +92,7 @@ class RunDir:
         write_json(self.path(stage)/'manifest.json', m)
         return m
 
-# %% ../nbs/08_pipeline.ipynb #7dc82ae1
+# %% ../nbs/08_pipeline.ipynb #ba7e9d03
 from .data import load_imdb, clean_reviews, load_tokenizer, prompts_from_config
 from .generation import load_policy, train_sft, generate_from_config, resolve_device, TINY_CONFIGS
 from .scoring import load_scorer, score_completions, TRAINED_SCORERS
@@ -100,7 +100,7 @@ from .triplets import make_triplets, save_triplets, load_triplets, plot_margins
 from .training import train_dpo
 from .evaluation import evaluate_policy, samples_table, markdown_table, plot_sentiment, plot_frontier
 
-# %% ../nbs/08_pipeline.ipynb #a5e28db5
+# %% ../nbs/08_pipeline.ipynb #5440c99d
 @dataclass
 class Models:
     "What every stage after setup needs: tokenizer, reference policy and scorers."
@@ -122,9 +122,12 @@ def _independent_split(reviews: DatasetDict) -> DatasetDict:
     train = _labelled(reviews['train'])
     return DatasetDict({'train': train.select(range(len(train) // 2, len(train)))})
 
-# %% ../nbs/08_pipeline.ipynb #82af3ed9
-def _sft_texts(reviews: DatasetDict) -> list[str]:
-    return [t for split in ('train', 'unsup') if split in reviews for t in reviews[split]['text']]
+# %% ../nbs/08_pipeline.ipynb #eab21bd6
+def _sft_texts(reviews: DatasetDict, n: int, seed: int) -> list[str]:
+    "A seeded sample of at most `n` train/unsup reviews: SFT needs sft_steps x batch x length tokens, not all 75,000."
+    pool = concatenate_datasets([reviews[s] for s in ('train', 'unsup') if s in reviews])
+    pick = np.random.default_rng(seed).permutation(len(pool))[:n]
+    return pool.select(np.sort(pick))['text']
 
 def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None) -> Models:
     "Build or load the tokenizer, reference policy and scorers of the run (stage `setup`)."
@@ -143,8 +146,8 @@ def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None
     reference = load_policy(cfg.policy, tokenizer, device=device)
     sft_losses = []
     if cfg.sft_steps:
-        sft_losses = train_sft(reference, tokenizer, _sft_texts(reviews), steps=cfg.sft_steps, lr=cfg.sft_lr,
-                               batch_size=cfg.sft_batch_size, max_length=cfg.sft_max_length, seed=cfg.seed)
+        sft_losses = train_sft(reference, tokenizer, _sft_texts(reviews, cfg.sft_reviews, cfg.seed), steps=cfg.sft_steps,
+                               lr=cfg.sft_lr, batch_size=cfg.sft_batch_size, max_length=cfg.sft_max_length, seed=cfg.seed)
     scorer = load_scorer(cfg.scorer, reviews, seed=cfg.seed, batch_size=cfg.score_batch_size, device=device)
     independent = load_scorer('tfidf', _independent_split(reviews), seed=cfg.seed + 1)
     reference_saved = cfg.policy in TINY_CONFIGS or cfg.sft_steps > 0
@@ -159,7 +162,7 @@ def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None
                sft_steps=cfg.sft_steps, sft_final_loss=float(np.mean(sft_losses[-20:])) if sft_losses else None)
     return Models(tokenizer, reference, scorer, independent)
 
-# %% ../nbs/08_pipeline.ipynb #6449e750
+# %% ../nbs/08_pipeline.ipynb #225855ee
 def run_prompts(cfg: RunConfig, run: RunDir, tokenizer, reviews: DatasetDict | None = None) -> DatasetDict:
     "Train and held-out prompts (stage `prompts`)."
     d = run.path('prompts')
@@ -172,7 +175,7 @@ def run_prompts(cfg: RunConfig, run: RunDir, tokenizer, reviews: DatasetDict | N
     run.finish('prompts', started, n_train=len(prompts['train']), n_eval=len(prompts['eval']))
     return prompts
 
-# %% ../nbs/08_pipeline.ipynb #57ad9ec2
+# %% ../nbs/08_pipeline.ipynb #b800dcb8
 def _chunked(run: RunDir, stage: str, n_rows: int, chunk: int, make) -> Dataset:
     "Run `make(start, stop)` over row chunks, saving each finished chunk; reuse chunks from an earlier attempt."
     chunks_dir = run.path(stage)/'chunks'
@@ -189,7 +192,7 @@ def _chunked(run: RunDir, stage: str, n_rows: int, chunk: int, make) -> Dataset:
 def _save_final(run: RunDir, stage: str, ds: Dataset):
     with atomic_dir(run.path(stage)/'dataset') as tmp: ds.flatten_indices().save_to_disk(str(tmp))
 
-# %% ../nbs/08_pipeline.ipynb #cf96ca4d
+# %% ../nbs/08_pipeline.ipynb #3e14fd0e
 def run_generate(cfg: RunConfig, run: RunDir, models: Models, prompts: DatasetDict) -> Dataset:
     "Sample `completions_per_prompt` completions per train prompt from the reference (stage `generate`)."
     if run.done('generate'): return load_from_disk(str(run.path('generate')/'dataset'))
@@ -215,7 +218,7 @@ def run_score(cfg: RunConfig, run: RunDir, models: Models, completions: Dataset)
                mean_pos_prob=float(np.mean(scored['pos_prob'])) if len(scored) else None)
     return scored
 
-# %% ../nbs/08_pipeline.ipynb #f8193698
+# %% ../nbs/08_pipeline.ipynb #806ec55a
 def split_pairs(triplets: Dataset, fraction: float, seed: int) -> DatasetDict:
     "Split pairs into train and eval by prompt (all pairs of a prompt land on the same side)."
     prompt_ids = np.unique(np.asarray(triplets['prompt_idx']))
@@ -226,7 +229,7 @@ def split_pairs(triplets: Dataset, fraction: float, seed: int) -> DatasetDict:
     return DatasetDict({'train': triplets.select(np.flatnonzero(~is_eval)),
                         'eval': triplets.select(np.flatnonzero(is_eval))})
 
-# %% ../nbs/08_pipeline.ipynb #09c65cee
+# %% ../nbs/08_pipeline.ipynb #5d23af22
 def run_triplets(cfg: RunConfig, run: RunDir, scored: Dataset) -> DatasetDict:
     "Preference pairs from the ranked completions, split into train and eval (stage `triplets`)."
     d = run.path('triplets')
@@ -247,7 +250,7 @@ def run_triplets(cfg: RunConfig, run: RunDir, scored: Dataset) -> DatasetDict:
                n_train_pairs=len(pairs['train']), n_eval_pairs=len(pairs['eval']))
     return pairs
 
-# %% ../nbs/08_pipeline.ipynb #364cd6af
+# %% ../nbs/08_pipeline.ipynb #b8c2e9aa
 def run_train(cfg: RunConfig, run: RunDir, models: Models, pairs: DatasetDict, stage: str = 'train'):
     "DPO-tune a copy of the reference on the train pairs (stage `train`); returns the tuned policy."
     d = run.path(stage)
@@ -279,7 +282,7 @@ def run_evaluate(cfg: RunConfig, run: RunDir, models: Models, policy, prompts: D
     run.finish(stage, started, **{k: res.metrics[k] for k in ('n_prompts', 'pos_prob_gain', 'win_rate', 'kl')})
     return res.metrics
 
-# %% ../nbs/08_pipeline.ipynb #471bb39e
+# %% ../nbs/08_pipeline.ipynb #0286e15a
 STAGES = ('setup', 'prompts', 'generate', 'score', 'triplets', 'train', 'evaluate')
 
 def run_pipeline(cfg: RunConfig, force: bool = False, stop_after: str = 'evaluate') -> RunDir:
@@ -298,7 +301,7 @@ def run_pipeline(cfg: RunConfig, force: bool = False, stop_after: str = 'evaluat
     write_report(run)
     return run
 
-# %% ../nbs/08_pipeline.ipynb #74e7a63a
+# %% ../nbs/08_pipeline.ipynb #d45bdd51
 def load_run(root) -> tuple:
     "The config, models and tuned policy of the finished run in `root`."
     cfg = load_config(Path(root)/'config.json')
@@ -308,7 +311,7 @@ def load_run(root) -> tuple:
     models = setup_models(cfg, run)
     return cfg, models, load_policy(str(run.path('train')/'model'), models.tokenizer, device=resolve_device(cfg.device))
 
-# %% ../nbs/08_pipeline.ipynb #4e1cb242
+# %% ../nbs/08_pipeline.ipynb #0742aba5
 def _fmt(v): return f'{v:.3f}' if isinstance(v, float) else str(v)
 
 def write_report(run: RunDir) -> Path:
@@ -338,7 +341,7 @@ def write_report(run: RunDir) -> Path:
     with _writing(path): path.write_text('\n'.join(lines) + '\n')
     return path
 
-# %% ../nbs/08_pipeline.ipynb #9c61226d
+# %% ../nbs/08_pipeline.ipynb #5fcda4a5
 def run_sweep(cfg: RunConfig, force: bool = False) -> list[dict]:
     "Train and evaluate one policy per `cfg.betas_sweep`; save the points and the frontier plot."
     run = run_pipeline(cfg, force=force, stop_after='triplets')

@@ -30,7 +30,8 @@ def render(nb_path: Path) -> str:
         src = _text(cell['source']).strip()
         if cell['cell_type'] == 'markdown':
             if i == 0 and src.startswith('# '): src = '\n'.join(src.splitlines()[1:]).strip()  # title already written
-            if src: parts.append(src)
+            # images live in nbs/images/ for the docs; from the repository root they are one folder down
+            if src: parts.append(re.sub(r'\]\(images/', '](nbs/images/', src))
         elif cell['cell_type'] == 'code':
             if {'hide', 'include: false'} & _directives(src): continue
             code = '\n'.join(l for l in src.splitlines() if not l.startswith('#|')).strip()

@@ -1,0 +1,92 @@
+"""Scoring throughput: reviews per second, ours vs `transformers.pipeline('sentiment-analysis')`.
+
+Same DistilBERT-SST-2-shaped classifier object (random weights: real compute cost), same real IMDb reviews
+(test split, cleaned, a seeded random sample: real length distribution), truncation at 512 tokens on every side.
+
+- ours:              `dpo_imdb.scoring.SentimentScorer` (tokenize once, sort by length, dynamic padding per batch,
+                     inference_mode), batch 64.
+- ours bf16:         the same call under `torch.autocast('cpu', torch.bfloat16)`: a proposed fast path (this CPU has
+                     AVX512-BF16); its scores are compared with fp32 ones.
+- pipeline default:  `pipeline('sentiment-analysis', model=..., tokenizer=...)(texts, truncation=True)`: batch 1.
+                     (`truncation=True` is the one argument a user must add: without it the pipeline raises on the
+                     reviews longer than 512 tokens.)
+- pipeline bs=32:    the same with `batch_size=32` (pads each batch of 32 reviews, in the order given).
+
+Each repeat scores its own slice of the sample (the same slice on every side), sides in the order above.
+"""
+import numpy as np
+import torch
+from _common import *
+
+
+def ours(scorer, texts: list[str], bf16: bool = False) -> tuple[dict, np.ndarray]:
+    ctx = torch.autocast('cpu', dtype=torch.bfloat16) if bf16 else torch.autocast('cpu', enabled=False)
+    with ctx: s, scores = timed(scorer, texts)
+    return {'seconds': s, 'reviews': len(texts)}, scores.probs
+
+
+def peer(pipe, texts: list[str], **kwargs) -> tuple[dict, np.ndarray]:
+    s, out = timed(pipe, texts, truncation=True, **kwargs)
+    probs = np.array([o['score'] if o['label'].upper() == 'POSITIVE' else 1 - o['score'] for o in out], np.float32)
+    return {'seconds': s, 'reviews': len(texts)}, probs
+
+
+def main():
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument('--reviews', type=int, default=2000, help='size of the review sample')
+    p.add_argument('--per-repeat', type=int, default=96, help='reviews each side scores per repeat (0 = all)')
+    p.add_argument('--batch-size', type=int, default=64, help="ours' batch size")
+    p.add_argument('--no-bf16', action='store_true', help='skip the bf16 autocast variant')
+    args = p.parse_args()
+    if args.quick: args.reviews, args.per_repeat, args.repeats = 64, 16, 2
+    need_shared(); set_threads(args.threads)
+    from transformers import pipeline
+    from dpo_imdb.scoring import SentimentScorer
+    model, tok = distilbert_shape()
+    reviews = imdb_reviews('test').shuffle(seed=0).select(range(args.reviews))
+    texts = list(reviews['text'])
+    per = args.per_repeat or len(texts)
+    lengths = [len(x) for x in tok(texts, truncation=True, max_length=512)['input_ids']]
+    scorer = SentimentScorer(model, tok, batch_size=args.batch_size)
+    pipe = pipeline('sentiment-analysis', model=model, tokenizer=tok, device=torch.device('cpu'))
+    info = machine()
+    banner('scoring', info, reviews=args.reviews, per_repeat=per, mean_tokens=round(float(np.mean(lengths)), 1),
+           truncated=int(np.sum(np.array(lengths) >= 512)), repeats=args.repeats)
+    for call in (lambda t: ours(scorer, t), lambda t: peer(pipe, t), lambda t: peer(pipe, t, batch_size=32)):
+        call(texts[:4])                                                  # warm-up
+
+    sides = {f'ours bs={args.batch_size}': lambda t: ours(scorer, t)}
+    if not args.no_bf16: sides[f'ours bs={args.batch_size} bf16'] = lambda t: ours(scorer, t, bf16=True)
+    sides |= {'pipeline default (bs=1)': lambda t: peer(pipe, t), 'pipeline bs=32': lambda t: peer(pipe, t, batch_size=32)}
+    runs, agree = {k: [] for k in sides}, []
+    for r in range(args.repeats):
+        lo = (r * per) % len(texts)
+        part = (texts + texts)[lo:lo + per]
+        probs = {}
+        for name, fn in sides.items():
+            res, probs[name] = fn(part)
+            res |= {'reviews_per_s': res['reviews'] / res['seconds'], 'load': load()}
+            runs[name].append(res)
+            print(f"  repeat {r}: {name:26s} {res['reviews']:5d} reviews in {res['seconds']:7.1f} s = "
+                  f"{res['reviews_per_s']:6.2f}/s (load {res['load']})", flush=True)
+        ref = probs['pipeline default (bs=1)']
+        agree.append({name: float(np.abs(pr - ref).max()) for name, pr in probs.items()})
+
+    summary = {name: summarize(rs, 'reviews_per_s') for name, rs in runs.items()}
+    base, batched = summary['pipeline default (bs=1)']['median'], summary['pipeline bs=32']['median']
+    rows = [[n, s['median'], s['min'], s['max'], s['median'] / base, s['median'] / batched,
+             max(a[n] for a in agree)] for n, s in summary.items()]
+    print(table(['side', 'reviews/s (median)', 'min', 'max', 'x default', 'x bs=32', 'max |dprob| vs default'], rows))
+    result = {'machine': info, 'args': vars(args), 'runs': runs, 'summary': summary, 'max_abs_prob_diff': agree,
+              'mean_tokens': float(np.mean(lengths)), 'targets': {'vs_default': 3.0, 'vs_batched': 1.0}}
+    for name in (n for n in summary if n.startswith('ours')):
+        v = summary[name]['median']
+        result[name] = {'vs_default': v / base, 'vs_batched': v / batched, 'met': v / base >= 3 and v >= batched}
+        print(f"{name}: {v / base:.2f}x the default pipeline (target >= 3x), {v / batched:.2f}x the batched one "
+              f"(target >= 1x)")
+    print(f'load now {load()}; torch threads {torch.get_num_threads()}')
+    write_result('scoring', result, args.out)
+
+
+if __name__ == '__main__':
+    main()

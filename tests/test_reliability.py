@@ -1,0 +1,651 @@
+"""Reliability: bad input gets one clear message naming what is wrong and what to do; no finished work is lost;
+nothing unsafe is loaded. One test (or more) per row of the reliability table; tests/test_pipeline.py covers kill -9
+resume, determinism, a changed config, a read-only dir as non-root and a missing data path; the notebooks test each
+function's own errors.
+
+Every `dpo-imdb` subprocess pays ~5 s of imports (torch, transformers, trl), so the command lines these tests need
+are started together, three at a time, in a background pool when the module starts (`cli_jobs`); each test then
+checks its own result while the others run.
+"""
+import ast, errno, json, os, random, re, shutil, subprocess, sys, warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, cli
+from dpo_imdb.config import from_preset, load_config, save_config, to_dict
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+def _run(args: list[str], env: dict | None = None, timeout: int = 500) -> subprocess.CompletedProcess:
+    "Run a command line with no stdin (a login prompt would fail, not hang) and capture its output."
+    return subprocess.run(args, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env, timeout=timeout)
+
+def _error_line(res: subprocess.CompletedProcess, *needles: str) -> str:
+    "Assert `res` failed with exit code 2 and exactly one `dpo-imdb: error:` line, its last, naming every needle."
+    out = res.stdout[-2000:] + res.stderr[-4000:]
+    assert res.returncode == 2, out
+    assert 'Traceback' not in res.stderr, out
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith('dpo-imdb: error:')]
+    assert len(errors) == 1 and lines[-1] == errors[0], out
+    for needle in needles: assert needle in errors[0], f'{needle!r} not in {errors[0]!r}'
+    return errors[0]
+
+def _test_config(d: Path, name: str = 'cfg.json', **overrides) -> Path:
+    return save_config(from_preset('test', **overrides), d/name)
+
+def _parquet(folder: Path, split: str = 'train', **columns) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(columns).to_parquet(folder/f'{split}.parquet')
+    return folder
+
+def _tokenizer(vocab_size: int = 512):
+    from dpo_imdb.data import load_tokenizer, synthetic_reviews
+    return load_tokenizer('train', texts=synthetic_reviews(300)['text'], vocab_size=vocab_size)
+
+def _tiny_gpt2(vocab_size: int, n_positions: int = 64):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=n_positions, vocab_size=vocab_size,
+                                      bos_token_id=0, eos_token_id=0))
+
+def _enospc(path='') -> OSError: return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+def _clean_env(home: Path, **extra) -> dict:
+    "This environment without W&B settings, HOME (and XDG dirs) in `home`, plus `extra`."
+    env = {k: v for k, v in os.environ.items() if not k.startswith('WANDB_')}
+    return {**env, 'HOME': str(home), 'XDG_CACHE_HOME': str(home/'.cache'), 'XDG_CONFIG_HOME': str(home/'.config'), **extra}
+
+# ---------------------------------------------------------------------------------------------- the CLI cases
+# Each builder prepares its inputs in folder `d` and returns (job, facts): `job()` runs in the pool, `facts` are the
+# paths and words the test checks. Tests name their case with the `cli_case` parameter.
+
+def _data_case(case: str, d: Path) -> tuple[Path, tuple]:
+    "A broken data source for `case` and the words its error line must contain."
+    d = d/'data'
+    if case == 'empty_dir':
+        d.mkdir(); return d, (str(d), 'no train/test/unsup.parquet')
+    if case == 'wrong_columns':
+        return _parquet(d, review=['a fine film'] * 3, stars=[1, 9, 4]), (str(d/'train.parquet'), "lacks column(s) ['text', 'label']")
+    if case == 'corrupt_parquet':
+        _parquet(d, text=['a fine film ' * 30] * 20, label=[0, 1] * 10)
+        f = d/'train.parquet'; f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])     # cut short, as by a crash
+        return d, (str(f), 'not a readable parquet file')
+    if case == 'zero_byte_parquet':
+        d.mkdir(parents=True); (d/'train.parquet').write_bytes(b'')
+        return d, (str(d/'train.parquet'), 'not a readable parquet file')
+    if case == 'no_rows':
+        return _parquet(d, text=pd.Series([], dtype=str), label=pd.Series([], dtype='int64')), (str(d), 'no train reviews')
+    if case == 'markup_only':       # every review is empty once <br /> and whitespace are cleaned away
+        return _parquet(d, text=['<br /><br />', '   ', '<br/>\n'] * 10, label=[0, 1, 0] * 10), (str(d), 'no train reviews')
+    raise ValueError(case)
+
+DATA_CASES = ['empty_dir', 'wrong_columns', 'corrupt_parquet', 'zero_byte_parquet', 'no_rows', 'markup_only']
+
+def _unlabelled(case: str, d: Path) -> Path:
+    if case == 'parquet_all_minus_1':
+        return _parquet(d, text=[f'review number {i} of a film I saw. ' * 10 for i in range(60)], label=[-1] * 60)
+    if case == 'aclimdb_unsup_only':
+        folder = d/'aclImdb'/'train'/'unsup'; folder.mkdir(parents=True)
+        for i in range(30): (folder/f'{i}_0.txt').write_text(f'review number {i} of a film I saw. ' * 10)
+        return d
+    raise ValueError(case)
+
+UNLABELLED_CASES = ['parquet_all_minus_1', 'aclimdb_unsup_only']
+
+def _stage_cmd(d: Path, cmd: str = 'prompts', **overrides) -> list[str]:
+    return cli(cmd, '--config', str(_test_config(d, **overrides)), '--out', str(d/'run'))
+
+def _case_policy(kind: str, d: Path):
+    policy = d/'policy'
+    if kind == 'without_weights':
+        _tiny_gpt2(600).config.save_pretrained(policy)                 # config.json only, no model.safetensors
+        tokenizer = 'train'
+    elif kind == 'without_tokenizer':
+        _tiny_gpt2(600).save_pretrained(policy); tokenizer = None      # weights, but no tokenizer files
+    else:
+        _tiny_gpt2(100).save_pretrained(policy)                        # 100 embeddings ...
+        _tokenizer(512).save_pretrained(policy); tokenizer = None      # ... for a 512-token tokenizer
+    argv = _stage_cmd(d, 'generate', policy=str(policy), tokenizer=tokenizer)
+    return (lambda: _run(argv)), dict(policy=policy)
+
+def _case_bad_config(field: str, value, d: Path):
+    (d/'cfg.json').write_text(json.dumps({**to_dict(from_preset('test')), field: value}))
+    argv = cli('run', '--config', str(d/'cfg.json'), '--out', str(d/'run'))
+    return (lambda: _run(argv)), {}
+
+def _case_all_ties(d: Path):
+    from dpo_imdb.data import synthetic_reviews
+    from dpo_imdb.scoring import TfidfScorer
+    reviews = synthetic_reviews(200)
+    flat = TfidfScorer.fit(reviews['text'], reviews['label'])
+    flat.coef[:] = 0.0; flat.intercept = 0.0                           # every text scores exactly 0
+    argv = _stage_cmd(d, 'run', scorer=str(flat.save(d/'flat_scorer')))
+    return (lambda: _run(argv)), {}
+
+INJECT_ENOSPC = '''
+import errno, os, sys, datasets
+save = datasets.Dataset.save_to_disk
+def failing_save(self, path, *args, **kwargs):
+    save(self, path, *args, **kwargs)
+    if 'prompts' in str(path) and str(path).endswith('eval'): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+datasets.Dataset.save_to_disk = failing_save
+from dpo_imdb.cli import main
+sys.exit(main())
+'''
+
+def _case_disk_full(d: Path):
+    "`prompts` with the disk full while the eval split is written, a look at what is left, then the same command again."
+    out = d/'run'
+    def job():
+        failed = _run([sys.executable, '-c', INJECT_ENOSPC, 'prompts', '--preset', 'test', '--out', str(out)])
+        left = {'prompts': (out/'prompts').exists(), 'prompts.partial': (out/'prompts.partial').exists(),
+                'setup_manifest': (out/'setup'/'manifest.json').read_text() if (out/'setup'/'manifest.json').exists() else None}
+        return failed, left, _run(cli('prompts', '--preset', 'test', '--out', str(out)))
+    return job, dict(out=out)
+
+def _case_unwritable_out(d: Path):
+    blocker = d/'not_a_dir'; blocker.write_text('x')                   # root ignores permissions: a file blocks mkdir
+    argv = cli('prompts', '--preset', 'test', '--out', str(blocker/'run'))
+    return (lambda: _run(argv)), dict(blocker=blocker)
+
+WANDB_KEY = 'dpoimdbfakekey' + '0123456789abcdef' * 2
+
+def _case_wandb_offline(d: Path):
+    home = d/'home'; home.mkdir()
+    env = _clean_env(home, WANDB_API_KEY=WANDB_KEY, WANDB_BASE_URL='http://127.0.0.1:9', WANDB_INIT_TIMEOUT='20',
+                     HTTP_PROXY='http://127.0.0.1:9', HTTPS_PROXY='http://127.0.0.1:9', NO_PROXY='', no_proxy='')
+    argv = _stage_cmd(d, 'train', wandb_mode='offline')               # any connection attempt fails fast
+    return (lambda: _run(argv, env=env)), dict(home=home, run=d/'run')
+
+def _case_finished_run(d: Path):
+    "The whole `test` preset (W&B disabled), HOME in a temp dir: the base of the in-process tests."
+    home = d/'home'; home.mkdir()
+    argv = cli('run', '--preset', 'test', '--out', str(d/'run'))
+    return (lambda: _run(argv, env=_clean_env(home))), dict(home=home, run=d/'run')
+
+def _case_data(case: str, d: Path):
+    data, needles = _data_case(case, d)
+    argv = cli('prompts', '--preset', 'test', '--data', str(data), '--out', str(d/'run'))
+    return (lambda: _run(argv)), dict(needles=needles)
+
+def _case_unlabelled(case: str, d: Path):
+    argv = cli('prompts', '--preset', 'test', '--data', str(_unlabelled(case, d/'data')), '--out', str(d/'run'))
+    return (lambda: _run(argv)), {}
+
+def _case_max_new_tokens(d: Path):
+    argv = _stage_cmd(d, 'generate', max_new_tokens=300)              # tiny-gpt2 has 256 positions
+    return (lambda: _run(argv)), {}
+
+CASES = {
+    'finished_run': _case_finished_run,
+    **{f'data:{c}': partial(_case_data, c) for c in DATA_CASES},
+    **{f'unlabelled:{c}': partial(_case_unlabelled, c) for c in UNLABELLED_CASES},
+    **{f'policy_{kind}': partial(_case_policy, kind) for kind in ('without_weights', 'without_tokenizer')},
+    'vocab_mismatch': partial(_case_policy, 'vocab_mismatch'),
+    'max_new_tokens_300': _case_max_new_tokens,
+    **{f'config:{f}={v}': partial(_case_bad_config, f, v)
+       for f, v in [('beta', 0), ('beta', -0.5), ('completions_per_prompt', 1), ('completions_per_prompt', 0),
+                    ('max_new_tokens', 0)]},
+    'all_ties': _case_all_ties,
+    'disk_full': _case_disk_full,
+    'unwritable_out': _case_unwritable_out,
+    'wandb_offline': _case_wandb_offline,
+}
+
+@pytest.fixture(scope='module', autouse=True)
+def cli_jobs(request, tmp_path_factory):
+    "Start every CLI case that a selected test of this module needs; yield `get(case) -> (result, facts, folder)`."
+    items = [i for i in request.session.items if getattr(i, 'module', None) is request.module]
+    wanted = ['finished_run'] if any('finished_run' in i.fixturenames for i in items) else []
+    wanted += [i.callspec.params['cli_case'] for i in items if hasattr(i, 'callspec') and 'cli_case' in i.callspec.params]
+    pool, jobs = ThreadPoolExecutor(max_workers=3), {}
+    for name in dict.fromkeys(wanted):                                 # in order, once each
+        d = tmp_path_factory.mktemp(re.sub(r'\W', '_', name))
+        job, facts = CASES[name](d)
+        jobs[name] = (pool.submit(job), facts, d)
+    def get(name):
+        future, facts, d = jobs[name]
+        return future.result(), facts, d
+    yield get
+    pool.shutdown(wait=True, cancel_futures=True)
+
+@pytest.fixture(scope='module')
+def finished_run(cli_jobs):
+    res, facts, _ = cli_jobs('finished_run')
+    assert res.returncode == 0, res.stderr[-3000:]
+    return facts['run'], facts['home']
+
+def _resume_copy(base: Path, dst: Path, redo: str):
+    "A copy of the finished run `base` at `dst` with stage `redo` and the stages after it removed; its config."
+    from dpo_imdb.pipeline import STAGES
+    shutil.copytree(base, dst, ignore=shutil.ignore_patterns('checkpoints', 'wandb'))
+    for stage in STAGES[STAGES.index(redo):]: shutil.rmtree(dst/stage, ignore_errors=True)
+    (dst/'report.md').unlink(missing_ok=True)
+    return replace(load_config(dst/'config.json'), out_dir=str(dst))
+
+# ---------------------------------------------------------------------------------------------- data path problems
+# (a missing path: tests/test_pipeline.py::test_missing_data_path_is_a_clear_error)
+
+@pytest.mark.parametrize('cli_case', [f'data:{c}' for c in DATA_CASES])
+def test_bad_data_path_is_one_clear_line(cli_jobs, cli_case):
+    res, facts, d = cli_jobs(cli_case)
+    _error_line(res, *facts['needles'])
+    assert not (d/'run'/'setup').exists()
+
+# ---------------------------------------------------------------------------------------------- no labelled reviews
+
+@pytest.mark.parametrize('cli_case', [f'unlabelled:{c}' for c in UNLABELLED_CASES])
+def test_no_labelled_reviews_for_a_trained_scorer_is_a_clear_error(cli_jobs, cli_case):
+    res, _, d = cli_jobs(cli_case)
+    line = _error_line(res, str(d/'data'))
+    assert 'labelled' in line, line
+    assert not (d/'run'/'setup'/'manifest.json').exists()
+
+@pytest.mark.parametrize('case', ['unlabelled', 'max_new_tokens', 'markup_only'])
+def test_setup_finds_bad_input_before_any_long_work(tmp_path, monkeypatch, case):
+    "Input errors that setup can see are raised before the SFT warm-up (minutes in the demo) starts."
+    import dpo_imdb.pipeline as pipeline
+    def sft_started(*args, **kwargs): raise AssertionError(f'SFT started although the {case} problem was detectable')
+    monkeypatch.setattr(pipeline, 'train_sft', sft_started)
+    if case == 'unlabelled': cfg, match = from_preset('test', data=str(_unlabelled('parquet_all_minus_1', tmp_path/'d'))), 'labelled'
+    elif case == 'markup_only': cfg, match = from_preset('test', data=str(_data_case('markup_only', tmp_path)[0])), 'no train reviews'
+    else: cfg, match = from_preset('test', max_new_tokens=300), 'max_new_tokens'
+    with pytest.raises((ValueError, pipeline.RunError), match=match):
+        pipeline.run_pipeline(replace(cfg, out_dir=str(tmp_path/'run')), stop_after='generate')
+
+# ---------------------------------------------------------------------------------------------- model path problems
+
+@pytest.mark.parametrize('cli_case', ['policy_without_weights'])
+def test_policy_dir_without_weights_fails_during_setup(cli_jobs, cli_case):
+    res, facts, d = cli_jobs(cli_case)
+    line = _error_line(res, str(facts['policy']))
+    assert 'safetensors' in line or 'weights' in line, line
+    assert not (d/'run'/'setup').exists() and not (d/'run'/'generate').exists()
+
+@pytest.mark.parametrize('cli_case', ['policy_without_tokenizer'])
+def test_policy_dir_without_tokenizer_fails_during_setup(cli_jobs, cli_case):
+    res, facts, d = cli_jobs(cli_case)
+    _error_line(res, str(facts['policy']), 'tokenizer')
+    assert not (d/'run'/'setup'/'manifest.json').exists() and not (d/'run'/'generate').exists()
+
+@pytest.mark.parametrize('cli_case', ['vocab_mismatch'])
+def test_tokenizer_and_model_vocab_mismatch_fails_during_setup(cli_jobs, cli_case):
+    res, facts, d = cli_jobs(cli_case)
+    _error_line(res, 'tokenizer has 512 tokens', 'only 100 embeddings', str(facts['policy']))
+    assert not (d/'run'/'setup').exists() and not (d/'run'/'generate').exists()
+
+@pytest.mark.parametrize('cli_case', ['max_new_tokens_300'])
+def test_max_new_tokens_beyond_context_fails_before_long_work(cli_jobs, cli_case):
+    res, _, d = cli_jobs(cli_case)                                      # tiny-gpt2 has 256 positions
+    _error_line(res, 'max_new_tokens', '256')
+    assert not (d/'run'/'generate').exists()
+    assert not (d/'run'/'setup'/'manifest.json').exists(), 'the SFT warm-up ran before the context check'
+
+# ---------------------------------------------------------------------------------------------- config values
+
+@pytest.mark.parametrize('cli_case,words', [
+    ('config:beta=0', 'RunConfig.beta must be > 0 (it scales the implicit reward; 0.1 is usual) (got 0.0)'),
+    ('config:beta=-0.5', 'RunConfig.beta must be > 0 (it scales the implicit reward; 0.1 is usual) (got -0.5)'),
+    ('config:completions_per_prompt=1', 'RunConfig.completions_per_prompt must be >= 2: a preference pair needs two'),
+    ('config:completions_per_prompt=0', 'RunConfig.completions_per_prompt must be >= 2'),
+    ('config:max_new_tokens=0', 'RunConfig.max_new_tokens must be > 0 (got 0)')])
+def test_bad_config_value_in_a_file_is_one_clear_line(cli_jobs, cli_case, words):
+    res, _, d = cli_jobs(cli_case)
+    _error_line(res, words)
+    assert not (d/'run').exists()
+
+# ---------------------------------------------------------------------------------------------- NaN / inf scores
+
+class _Spoiling:
+    "Wraps a scorer; every 7th text gets a NaN logit and every 11th an infinite probability."
+    def __init__(self, scorer): self.scorer, self.n_bad, self.seen = scorer, 0, 0
+    def __call__(self, texts):
+        s = self.scorer(texts)
+        idx = np.arange(self.seen, self.seen + len(texts)); self.seen += len(texts)
+        s.logits[idx % 7 == 3] = np.nan; s.probs[idx % 11 == 5] = np.inf
+        self.n_bad += int(((idx % 7 == 3) | (idx % 11 == 5)).sum())
+        return s
+
+@pytest.mark.slow
+def test_non_finite_scores_are_dropped_counted_and_the_run_continues(tmp_path, finished_run):
+    from datasets import load_from_disk
+    from dpo_imdb.pipeline import RunDir, run_score, run_triplets, setup_models
+    cfg = _resume_copy(finished_run[0], tmp_path/'run', 'score')
+    run = RunDir(cfg); models = setup_models(cfg, run)
+    models.scorer = _Spoiling(models.scorer)
+    completions = load_from_disk(str(run.path('generate')/'dataset'))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        scored = run_score(cfg, run, models, completions)
+    assert models.scorer.n_bad > 0
+    assert len(scored) == len(completions) - models.scorer.n_bad
+    assert np.isfinite(scored['score']).all() and np.isfinite(scored['pos_prob']).all()
+    assert run.manifest('score')['counts']['dropped_non_finite'] == models.scorer.n_bad
+    pairs = run_triplets(cfg, run, scored)                             # the run goes on
+    assert len(pairs['train']) > 0 and run.done('triplets')
+
+# ---------------------------------------------------------------------------------------------- zero triplets
+
+def _all_tied(n_prompts: int = 5, n: int = 4):
+    from datasets import Dataset
+    rows = [dict(prompt_idx=p, sample_idx=s, prompt=f'prompt {p}', prompt_ids=[5, p + 6], completion=f' text {p}.{s}',
+                 completion_ids=[20 + s, 30 + p], ref_logps=-3.0 - s, score=0.7, pos_prob=0.67)
+            for p in range(n_prompts) for s in range(n)]
+    return Dataset.from_list(rows)
+
+def test_all_tied_scores_are_a_clear_error_not_a_trl_crash(tmp_path):
+    from dpo_imdb.pipeline import RunDir, RunError, run_triplets
+    cfg = from_preset('test', out_dir=str(tmp_path/'run'))
+    with pytest.raises(RunError, match=r'no preference pairs: 5 of 5 prompts.*ties: 5'):
+        run_triplets(cfg, RunDir(cfg), _all_tied())
+    assert not (tmp_path/'run'/'triplets').exists()
+
+@pytest.mark.slow
+@pytest.mark.parametrize('cli_case', ['all_ties'])
+def test_a_scorer_that_ties_everything_stops_the_cli_before_training(cli_jobs, cli_case):
+    res, _, d = cli_jobs(cli_case)
+    _error_line(res, 'no preference pairs', 'ties: 48', 'completions_per_prompt')
+    assert (d/'run'/'score'/'manifest.json').exists()                  # the work before is kept
+    assert not (d/'run'/'triplets').exists() and not (d/'run'/'train').exists()
+
+# ---------------------------------------------------------------------------------------------- disk full / read-only
+
+@pytest.mark.slow
+@pytest.mark.parametrize('code', [errno.ENOSPC, errno.EROFS])
+def test_write_failure_mid_stage_keeps_finished_chunks_and_resumes(tmp_path, finished_run, monkeypatch, code):
+    import datasets
+    from datasets import load_from_disk
+    import dpo_imdb.pipeline as pipeline
+    cfg = _resume_copy(finished_run[0], tmp_path/'run', 'generate')
+    chunks = tmp_path/'run'/'generate'/'chunks'
+    save = datasets.Dataset.save_to_disk
+    def failing_save(self, path, *args, **kwargs):
+        save(self, path, *args, **kwargs)                              # files land on disk, then the disk is full
+        if '00000016-00000032' in str(path): raise OSError(code, os.strerror(code), str(path))
+    monkeypatch.setattr(datasets.Dataset, 'save_to_disk', failing_save)
+    with pytest.raises(pipeline.RunError, match=f'cannot write .*{re.escape(os.strerror(code))}'):
+        pipeline.run_pipeline(cfg, stop_after='generate')
+    assert (chunks/'00000000-00000016'/'dataset_info.json').exists()   # the finished chunk is kept ...
+    assert not (chunks/'00000016-00000032').exists()                   # ... the failed one is only a .partial
+    assert not (tmp_path/'run'/'generate'/'dataset').exists() and not (tmp_path/'run'/'generate'/'manifest.json').exists()
+    monkeypatch.setattr(datasets.Dataset, 'save_to_disk', save)
+    generate, made = pipeline.generate_from_config, []
+    def counting(*args, **kwargs): made.append(kwargs['start']); return generate(*args, **kwargs)
+    monkeypatch.setattr(pipeline, 'generate_from_config', counting)
+    pipeline.run_pipeline(cfg, stop_after='generate')
+    assert made == [16, 32]                                            # chunk 0-16 was not sampled again
+    resumed = load_from_disk(str(tmp_path/'run'/'generate'/'dataset'))
+    clean = load_from_disk(str(finished_run[0]/'generate'/'dataset'))
+    assert resumed['completion_ids'] == clean['completion_ids']
+    np.testing.assert_allclose(resumed['ref_logps'], clean['ref_logps'], rtol=0, atol=1e-6)
+
+@pytest.mark.slow
+def test_disk_full_while_writing_a_manifest_leaves_the_stage_unfinished(tmp_path, finished_run, monkeypatch):
+    import dpo_imdb.pipeline as pipeline
+    cfg = _resume_copy(finished_run[0], tmp_path/'run', 'triplets')
+    write_text = Path.write_text
+    def half_write(self, data, *args, **kwargs):
+        if not self.name.startswith('manifest.json'): return write_text(self, data, *args, **kwargs)
+        write_text(self, data[: len(data) // 2], *args, **kwargs); raise _enospc(self)
+    monkeypatch.setattr(Path, 'write_text', half_write)
+    with pytest.raises(pipeline.RunError, match='cannot write .*manifest.json: No space left on device'):
+        pipeline.run_pipeline(cfg, stop_after='triplets')
+    assert not (tmp_path/'run'/'triplets'/'manifest.json').exists()
+    assert not pipeline.RunDir(cfg).done('triplets')                   # a rerun redoes the stage
+    monkeypatch.setattr(Path, 'write_text', write_text)
+    pipeline.run_pipeline(cfg, stop_after='triplets')
+    assert (tmp_path/'run'/'triplets'/'triplets.jsonl').read_bytes() == \
+           (finished_run[0]/'triplets'/'triplets.jsonl').read_bytes()
+
+def test_disk_full_while_saving_the_run_config(tmp_path, monkeypatch):
+    from dpo_imdb.pipeline import RunDir, RunError
+    write_text = Path.write_text
+    def half_write(self, data, *args, **kwargs):
+        if not self.name.startswith('config.json'): return write_text(self, data, *args, **kwargs)
+        write_text(self, data[: len(data) // 2], *args, **kwargs); raise _enospc(self)
+    monkeypatch.setattr(Path, 'write_text', half_write)
+    cfg = from_preset('test', out_dir=str(tmp_path/'run'))
+    with pytest.raises(RunError, match='cannot write .*No space left on device'):
+        RunDir(cfg)
+    assert not (tmp_path/'run'/'config.json').exists()                 # no half config that a rerun would refuse
+    monkeypatch.setattr(Path, 'write_text', write_text)
+    assert RunDir(cfg).hash == RunDir(cfg).hash
+
+@pytest.mark.slow
+def test_disk_full_during_training_is_a_clear_error_and_resumes(tmp_path, finished_run, monkeypatch):
+    import dpo_imdb.pipeline as pipeline, dpo_imdb.training as training
+    cfg = _resume_copy(finished_run[0], tmp_path/'run', 'train')
+    def full(*args, **kwargs): raise _enospc(tmp_path/'run'/'train'/'history.json')
+    monkeypatch.setattr(training, 'save_history', full)
+    with pytest.raises(pipeline.RunError, match='cannot write .*No space left on device'):
+        pipeline.run_pipeline(cfg, stop_after='train')
+    assert not (tmp_path/'run'/'train'/'manifest.json').exists()
+    assert (tmp_path/'run'/'train'/'checkpoints'/'checkpoint-4').is_dir()   # training itself had finished
+    monkeypatch.undo()
+    pipeline.run_pipeline(cfg, stop_after='train')                     # resumes from the last checkpoint ...
+    steps = lambda d: json.loads((d/'train'/'manifest.json').read_text())['counts']['global_step']
+    assert steps(tmp_path/'run') == steps(finished_run[0]) == 4       # ... without training past max_steps
+    np.testing.assert_allclose(_history(tmp_path/'run'), _history(finished_run[0]), rtol=0, atol=1e-6)
+
+def _history(run: Path) -> list:
+    rows = json.loads((run/'train'/'history.json').read_text())
+    return np.array([[r.get(k, np.nan) for k in ('step', 'loss', 'rewards/accuracies', 'eval_loss')] for r in rows])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('torn', ['no_trainer_state', 'half_trainer_state'])
+def test_kill_while_saving_a_checkpoint_resumes_from_the_last_complete_one(tmp_path, finished_run, torn):
+    "The Trainer writes a checkpoint file by file (trainer_state.json last): a kill -9 midway leaves a torn folder."
+    import dpo_imdb.pipeline as pipeline
+    run = tmp_path/'run'
+    shutil.copytree(finished_run[0], run)
+    for p in (run/'train').iterdir():
+        if p.name != 'checkpoints': shutil.rmtree(p) if p.is_dir() else p.unlink()
+    for p in ('evaluate', 'report.md'): shutil.rmtree(run/p) if (run/p).is_dir() else (run/p).unlink()
+    torn_dir = run/'train'/'checkpoints'/'checkpoint-4'
+    state = torn_dir/'trainer_state.json'
+    if torn == 'no_trainer_state': state.unlink()                      # killed before the last file
+    else: state.write_text(state.read_text()[:100])                    # killed while writing it
+    cfg = replace(load_config(run/'config.json'), out_dir=str(run))
+    pipeline.run_pipeline(cfg, stop_after='train')
+    assert json.loads((run/'train'/'manifest.json').read_text())['counts']['global_step'] == 4
+    np.testing.assert_allclose(_history(run), _history(finished_run[0]), rtol=0, atol=1e-6)
+
+@pytest.mark.slow
+@pytest.mark.parametrize('cli_case', ['disk_full'])
+def test_disk_full_through_the_cli_then_rerun(cli_jobs, cli_case):
+    (failed, left, rerun), facts, _ = cli_jobs(cli_case)
+    out = facts['out']
+    _error_line(failed, f'cannot write {out/"prompts"}', 'No space left on device', 'disk space')
+    assert left['prompts'] is False and left['prompts.partial'] is True     # half a DatasetDict, clearly marked
+    assert left['setup_manifest'] is not None
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert (out/'setup'/'manifest.json').read_text() == left['setup_manifest']   # finished setup kept, not redone
+    assert (out/'prompts'/'manifest.json').exists() and not (out/'prompts.partial').exists()
+
+@pytest.mark.parametrize('cli_case', ['unwritable_out'])
+def test_output_dir_that_cannot_be_created_is_a_clear_error(cli_jobs, cli_case):
+    "Root ignores permissions (tests run as root in CI), so the run directory's parent is a regular file instead."
+    res, facts, _ = cli_jobs(cli_case)
+    _error_line(res, 'cannot write', str(facts['blocker']/'run'))
+    assert facts['blocker'].read_text() == 'x'
+
+# ---------------------------------------------------------------------------------------------- run dir reuse
+
+def test_corrupt_saved_config_is_refused_unless_force(tmp_path):
+    from dpo_imdb.pipeline import RunDir, RunError
+    cfg = from_preset('test', out_dir=str(tmp_path/'run'))
+    RunDir(cfg).finish('prompts', 0.0)
+    (tmp_path/'run'/'config.json').write_text('{"beta": 0.1, "polic')          # cut short by a crash
+    with pytest.raises(RunError, match='--force'): RunDir(cfg)
+    assert (tmp_path/'run'/'prompts'/'manifest.json').exists()                 # nothing deleted without --force
+    assert not RunDir(cfg, force=True).done('prompts')
+
+# ---------------------------------------------------------------------------------------------- safe loading
+
+def _is_const(node, value) -> bool: return isinstance(node, ast.Constant) and node.value is value
+
+def test_package_never_loads_unsafely():
+    files = sorted((ROOT/'dpo_imdb').glob('*.py'))
+    assert len(files) >= 10
+    problems = []
+    for f in files:
+        src = f.read_text()
+        for call in (n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Call)):
+            name = ast.unparse(call.func) if isinstance(call.func, (ast.Attribute, ast.Name)) else ''
+            kw, where = {k.arg: k.value for k in call.keywords if k.arg}, f'{f.name}:{call.lineno} {name}'
+            if 'trust_remote_code' in kw and not _is_const(kw['trust_remote_code'], False):
+                problems.append(f'{where}: trust_remote_code is not the constant False')
+            if name == 'torch.load' and not _is_const(kw.get('weights_only'), True):
+                problems.append(f'{where}: torch.load without weights_only=True')
+            if name in ('pickle.load', 'pickle.loads', 'joblib.load', 'dill.load', 'cloudpickle.load'):
+                problems.append(f'{where}: unpickling')
+            if name in ('np.load', 'numpy.load') and not _is_const(kw.get('allow_pickle'), False):
+                problems.append(f'{where}: np.load without allow_pickle=False')
+            for flag in ('safe_serialization', 'use_safetensors'):
+                if _is_const(kw.get(flag), False): problems.append(f'{where}: {flag}=False')
+        if re.search(r'trust_remote_code\s*=\s*True', src): problems.append(f'{f.name}: trust_remote_code=True')
+        if re.search(r'^\s*(import|from)\s+(pickle|joblib|dill|cloudpickle)\b', src, re.M):
+            problems.append(f'{f.name}: imports a pickle library')
+        if re.search(r'\bfrom\s+torch\s+import\s+[^\n]*\bload\b', src): problems.append(f'{f.name}: bare torch load')
+    assert problems == []
+    notebooks = [json.loads(p.read_text()) for p in sorted((ROOT/'nbs').glob('*.ipynb'))]
+    code = '\n'.join(''.join(c['source']) for nb in notebooks for c in nb['cells'] if c['cell_type'] == 'code')
+    assert not re.search(r'trust_remote_code\s*=\s*True', code)
+
+@pytest.mark.slow
+def test_finished_run_saves_weights_as_safetensors_only(finished_run):
+    run = finished_run[0]
+    for model_dir in (run/'setup'/'reference', run/'train'/'model'):
+        assert (model_dir/'model.safetensors').is_file(), model_dir
+    checkpoints = sorted((run/'train'/'checkpoints').glob('checkpoint-*'))
+    assert checkpoints and all((c/'model.safetensors').is_file() for c in checkpoints)
+    unsafe = [p.relative_to(run) for pattern in ('*.bin', '*.pkl', '*.pickle', '*.joblib', '*.ckpt')
+              for p in run.rglob(pattern) if p.name != 'training_args.bin']   # the Trainer's own args file, never loaded
+    assert unsafe == [], unsafe
+    for scorer in ('scorer', 'independent_scorer'):
+        assert sorted(p.name for p in (run/'setup'/scorer).iterdir()) == ['tfidf.json', 'tfidf.npz']
+    from dpo_imdb.pipeline import load_run                                 # and it all loads back
+    cfg, models, policy = load_run(run)
+    assert policy.config.vocab_size == len(models.tokenizer)
+
+# ---------------------------------------------------------------------------------------------- wandb
+
+@pytest.mark.slow
+def test_wandb_disabled_writes_nothing(finished_run):
+    run, home = finished_run
+    assert [p for p in run.rglob('*wandb*')] == []
+    assert not (home/'.netrc').exists() and not (home/'.cache'/'wandb').exists() and not (home/'.config'/'wandb').exists()
+
+@pytest.mark.slow
+@pytest.mark.parametrize('cli_case', ['wandb_offline'])
+def test_wandb_offline_never_logs_in_reaches_out_or_writes_the_key(cli_jobs, cli_case):
+    pytest.importorskip('wandb')
+    res, facts, _ = cli_jobs(cli_case)
+    assert res.returncode == 0, res.stderr[-3000:]
+    wandb_dir = facts['run']/'train'/'wandb'/'wandb'
+    assert len(list(wandb_dir.glob('offline-run-*'))) == 1                  # WANDB_MODE ended up offline ...
+    assert list(wandb_dir.glob('run-*')) == []                             # ... no online run was made
+    assert WANDB_KEY not in res.stdout + res.stderr
+    leaks = [p for root in (facts['run'], facts['home']) for p in root.rglob('*')
+             if p.is_file() and WANDB_KEY.encode() in p.read_bytes()]
+    assert leaks == []
+    assert not (facts['home']/'.netrc').exists() and not (facts['home']/'_netrc').exists()
+
+# ---------------------------------------------------------------------------------------------- fuzz
+
+ODD_PIECES = [
+    '', ' ', '   \t  ', '\n\n\n', '\r\n', '\t', '\u00a0\u2003\u3000', '<br />', '<br /><br />', '<BR/>', '<br>' * 50,
+    '<p><b>Great</b> <i>film</i></p>', '<div class="x"><span>bad</span></div>', '<script>alert(1)</script>',
+    '<<<>>>', '</br>', '<a href="http://x">link</a>', '&amp;&lt;&gt;&quot;&#39;&nbsp;&#0;&#x1F600;', '&bogus;',
+    ''.join(chr(i) for i in range(32)), '\x00', '\x00' * 100, '\x1b[31mred\x1b[0m', '\x7f\x80\x9f', '\u0085\u2028\u2029',
+    'هذا الفيلم رائع جدا', 'הסרט היה נהדר', '\u202eevil\u202c', 'مرحبا hello שלום',
+    '映画は素晴らしかった。', '这部电影很糟糕', '영화가 정말 좋았어요', 'ภาพยนตร์เรื่องนี้ดีมาก', 'फ़िल्म अच्छी थी',
+    'Фильм был прекрасен', 'Ταινία', 'e\u0301' * 50, 'Z̷̢͓̮a̸̛l̶g̷o̵ ̸t̴e̵x̶t̸', '\u0301\u0302\u0303',
+    '😀', '🎬🍿😍' * 20, '👨\u200d👩\u200d👧\u200d👦', '🏳️\u200d🌈', '🇺🇸🇯🇵', '👍🏽', '1\ufe0f\u20e3', '\u200b\u200c\u200d\ufeff',
+    '\ufffd', '\ue000\uf8ff', '\ufdd0\uffff', '\U0010fffd', '𝕳𝖊𝖑𝖑𝖔 𝖜𝖔𝖗𝖑𝖉', '\U0001d11e',
+    '<|endoftext|>', '<|endoftext|>' * 5, '[CLS] [SEP] [PAD] [MASK] [UNK]', '{"json": true}', 'null', 'NaN', '-inf',
+    'a' * 20_000, 'supercalifragilistic' * 1_000, ' ' * 20_000, 'great movie ' * 2_000, '😀' * 5_000,
+    'https://example.com/' + 'x' * 500, '1234567890' * 200, 'The film was wonderful, I loved it.',
+    'terrible awful boring waste', 'A' + '\u0300' * 500]
+
+def odd_strings(n: int = 240, seed: int = 0) -> list[str]:
+    "At least `n` odd review texts, deterministic: the pieces above, then random mixtures, repeats and cuts of them."
+    rng, out = random.Random(seed), list(ODD_PIECES)
+    while len(out) < n:
+        parts = [rng.choice(ODD_PIECES) for _ in range(rng.randint(2, 4))]
+        s = rng.choice(['', ' ', '\n', '<br />', '\x00', '\u200d', ' 😀 ']).join(parts)
+        if rng.random() < 0.2: s = s * rng.randint(2, 30)
+        if rng.random() < 0.3: s = s[rng.randrange(len(s) + 1):] if rng.random() < 0.5 else s[:rng.randrange(len(s) + 1)]
+        out.append(s)
+    return out
+
+@pytest.mark.slow
+def test_fuzz_odd_strings_through_prompts_generation_and_scoring():
+    import torch
+    from datasets import Dataset
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+    from dpo_imdb.data import REVIEW_FEATURES, clean_review, clean_reviews, make_prompts, synthetic_reviews
+    from dpo_imdb.generation import generate_completions, load_policy
+    from dpo_imdb.scoring import SentimentScorer, TfidfScorer, score_completions, train_wordpiece
+    from dpo_imdb.triplets import make_triplets
+    odd = odd_strings()
+    assert len(odd) >= 200 and '' in odd and max(map(len, odd)) >= 20_000
+    assert odd == odd_strings()                                            # deterministic
+    assert all(isinstance(clean_review(s), str) for s in odd)
+
+    # prompt making: reviews that clean to nothing are dropped and counted; every other one may give a prompt
+    reviews = Dataset.from_dict({'text': odd, 'label': [i % 2 for i in range(len(odd))],
+                                 'id': [f'odd-{i}' for i in range(len(odd))]}, features=REVIEW_FEATURES)
+    cleaned, dropped = clean_reviews(reviews)
+    assert dropped == sum(clean_review(s) == '' for s in odd) and dropped > 0
+    assert len(cleaned) + dropped == len(odd) and all(cleaned['text'])
+    synthetic = synthetic_reviews(300)
+    tok = _tokenizer(512)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        prompts = make_prompts(cleaned, tok, n_train=len(odd), n_eval=0, min_tokens=1, max_tokens=8, min_chars=0,
+                               verbose=False)['train']
+    assert len(prompts) >= 50
+    assert all(1 <= len(p) <= 8 for p in prompts['prompt_ids'])
+
+    # generation from those prompts, and from the raw strings as prompts (clear errors for empty / too long ones)
+    model = load_policy('tiny-gpt2', tok)
+    comps = generate_completions(model, tok, prompts, n=2, max_new_tokens=4, batch_size=64, progress=False)
+    assert len(comps) == 2 * len(prompts)
+    assert all(1 <= len(c) <= 4 for c in comps['completion_ids']) and np.isfinite(comps['ref_logps']).all()
+    n_ids = [len(tok(s, add_special_tokens=False)['input_ids']) for s in odd]
+    fits = [s for s, k in zip(odd, n_ids) if 1 <= k <= 256 - 4]
+    raw = generate_completions(model, tok, fits, n=1, max_new_tokens=4, batch_size=64, progress=False)
+    assert len(raw) == len(fits) and np.isfinite(raw['ref_logps']).all()
+    for s, k in zip(odd, n_ids):
+        if k == 0:
+            with pytest.raises(ValueError, match='has no tokens'): generate_completions(model, tok, [s], progress=False)
+        elif k > 256 - 4:
+            with pytest.raises(ValueError, match="exceeds the model's context"):
+                generate_completions(model, tok, [s], max_new_tokens=4, progress=False)
+    assert any(k == 0 for k in n_ids) and any(k > 252 for k in n_ids)
+
+    # scoring every raw string, and the completions, with a TF-IDF and a tiny DistilBERT scorer
+    tfidf = TfidfScorer.fit(synthetic['text'], synthetic['label'])
+    wordpiece = train_wordpiece(synthetic['text'], vocab_size=512, max_length=64)
+    torch.manual_seed(0)
+    bert_cfg = DistilBertConfig(vocab_size=len(wordpiece), max_position_embeddings=64, dim=32, n_layers=1, n_heads=2,
+                                hidden_dim=64, pad_token_id=wordpiece.pad_token_id,
+                                id2label={0: 'NEGATIVE', 1: 'POSITIVE'}, label2id={'NEGATIVE': 0, 'POSITIVE': 1})
+    bert = SentimentScorer(DistilBertForSequenceClassification(bert_cfg), wordpiece, batch_size=32)
+    for scorer in (tfidf, bert):
+        s = scorer(odd)
+        assert len(s) == len(odd) and np.isfinite(s.logits).all() and np.isfinite(s.probs).all()
+        assert ((s.probs >= 0) & (s.probs <= 1)).all()
+        for target in ('completion', 'prompt+completion'):
+            scored, n_bad = score_completions(scorer, comps, target=target, progress=False)
+            assert n_bad == 0 and len(scored) == len(comps)
+        triplets, stats = make_triplets(scored)
+        assert stats.n_completions == len(comps) and len(triplets) == stats.n_pairs
