@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             stop = args.command if args.command in STAGE_COMMANDS else 'evaluate'
             run = run_pipeline(cfg, force=args.force, stop_after=stop)
             print(f'dpo-imdb: {stop} finished: see {run.root}/report.md')
-    except (ConfigError, FileNotFoundError, NotADirectoryError, ValueError) as e:
+    except (ConfigError, OSError, ValueError) as e:
         print(f'dpo-imdb: error: {e}', file=sys.stderr); return 2
     except RuntimeError as e:
         if type(e).__name__ != 'RunError': raise

@@ -52,8 +52,13 @@ def load_policy(source: str, tokenizer, device='cpu', seed: int = 0) -> PreTrain
             torch.manual_seed(seed)
             model = GPT2LMHeadModel(config)
     else:
-        check_vocab(tokenizer, AutoConfig.from_pretrained(source, trust_remote_code=False).vocab_size, repr(source))
-        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=False)
+        try:
+            check_vocab(tokenizer, AutoConfig.from_pretrained(source, trust_remote_code=False).vocab_size, repr(source))
+            model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=False)
+        except OSError as e:
+            raise FileNotFoundError(f"cannot load a causal LM from {source!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__} "
+                                    "(a model directory needs config.json and model.safetensors, as save_pretrained "
+                                    "writes them; or use a hub id or 'tiny-gpt2')") from None
     check_vocab(tokenizer, model_vocab_size(model), repr(source))
     if model.config.pad_token_id is None: model.config.pad_token_id = tokenizer.pad_token_id
     if getattr(model, 'loss_type', None) is None: model.loss_type = 'ForCausalLM'     # what it defaults to, minus a warning

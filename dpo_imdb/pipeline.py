@@ -73,7 +73,7 @@ class RunDir:
                                    f"start it again (its artifacts are deleted), or choose another --out")
                 shutil.rmtree(self.root)
         with _writing(self.root): self.root.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, saved) if not saved.exists() else None
+        if not saved.exists(): write_json(saved, to_dict(cfg))          # atomic: never a half-written config.json
 
     def path(self, stage: str) -> Path: return self.root/stage
     def manifest(self, stage: str) -> dict | None:
@@ -94,7 +94,7 @@ class RunDir:
 
 # %% ../nbs/08_pipeline.ipynb #ba7e9d03
 from .data import load_imdb, clean_reviews, load_tokenizer, prompts_from_config
-from .generation import load_policy, train_sft, generate_from_config, resolve_device, TINY_CONFIGS
+from .generation import load_policy, train_sft, generate_from_config, resolve_device, TINY_CONFIGS, _context_size
 from .scoring import load_scorer, score_completions, TRAINED_SCORERS
 from .triplets import make_triplets, save_triplets, load_triplets, plot_margins
 from .training import train_dpo
@@ -129,6 +129,29 @@ def _sft_texts(reviews: DatasetDict, n: int, seed: int) -> list[str]:
     pick = np.random.default_rng(seed).permutation(len(pool))[:n]
     return pool.select(np.sort(pick))['text']
 
+def _check_reviews(cfg: RunConfig, reviews: DatasetDict):
+    "Fail before any long work when the reviews cannot give prompts, a tokenizer and the scorers."
+    def counts(split):
+        labels = np.asarray(reviews[split]['label']) if split in reviews else np.zeros(0)
+        return len(labels), int((labels == 0).sum()), int((labels == 1).sum())
+    found = '; '.join(f'{s}: {n} reviews, {neg} negative, {pos} positive' for s in reviews for n, neg, pos in [counts(s)])
+    if counts('train')[0] == 0:
+        raise RunError(f"{cfg.data} has no train reviews with text ({found or 'no splits'}): prompts, the tokenizer and "
+                       "the scorers are made from the labelled train split; add train.parquet (or aclImdb/train/pos "
+                       "and train/neg) with review texts")
+    both = lambda split: all(counts(split)[1:])
+    if not (both('train') or (cfg.scorer not in TRAINED_SCORERS and both('test'))):
+        raise RunError(f"{cfg.data} lacks labelled reviews of both classes (label 0 and 1) to train the scorers on "
+                       f"({found}): use data with a labelled train split (IMDb, aclImdb/train/pos + train/neg, "
+                       "'synthetic'), or a pretrained scorer with labelled test reviews")
+
+def _check_context(cfg: RunConfig, model):
+    "Fail before any long work when prompts plus completions cannot fit the policy's context."
+    n_pos, need = _context_size(model), cfg.max_prompt_tokens + cfg.max_new_tokens
+    if n_pos and need > n_pos:
+        raise ConfigError(f"RunConfig.max_prompt_tokens ({cfg.max_prompt_tokens}) + max_new_tokens ({cfg.max_new_tokens}) "
+                          f"= {need} exceeds the context of {cfg.policy!r}, {n_pos} positions: lower max_new_tokens")
+
 def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None) -> Models:
     "Build or load the tokenizer, reference policy and scorers of the run (stage `setup`)."
     d, started = run.path('setup'), time.time()
@@ -141,9 +164,11 @@ def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None
                              device=device)
         return Models(tokenizer, reference, scorer, load_scorer(str(d/'independent_scorer')))
     reviews = reviews if reviews is not None else load_reviews(cfg)
+    _check_reviews(cfg, reviews)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.policy, texts=reviews['train']['text'],
                                vocab_size=cfg.tokenizer_vocab_size)
     reference = load_policy(cfg.policy, tokenizer, device=device)
+    _check_context(cfg, reference)
     sft_losses = []
     if cfg.sft_steps:
         sft_losses = train_sft(reference, tokenizer, _sft_texts(reviews, cfg.sft_reviews, cfg.seed), steps=cfg.sft_steps,
@@ -258,8 +283,9 @@ def run_train(cfg: RunConfig, run: RunDir, models: Models, pairs: DatasetDict, s
     if run.done(stage): return load_policy(str(d/'model'), models.tokenizer, device=device)
     started = time.time()
     ref_model = models.reference if cfg.ref_logps == 'model' else None
-    result = train_dpo(copy.deepcopy(models.reference), models.tokenizer, pairs['train'],
-                       pairs['eval'] if len(pairs['eval']) else None, cfg, out_dir=d, ref_model=ref_model)
+    with _writing(d):                                                  # disk full while checkpointing: a RunError
+        result = train_dpo(copy.deepcopy(models.reference), models.tokenizer, pairs['train'],
+                           pairs['eval'] if len(pairs['eval']) else None, cfg, out_dir=d, ref_model=ref_model)
     run.finish(stage, started, global_step=result.global_step, n_train_pairs=len(pairs['train']))
     return result.model
 

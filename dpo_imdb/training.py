@@ -188,17 +188,37 @@ class TrainResult:
     global_step: int            # optimizer steps taken, across resumptions
 
 # %% ../nbs/06_training.ipynb #20c41f18
+def _checkpoint_state(checkpoint) -> dict | None:
+    "The checkpoint's trainer state; None if the Trainer did not finish writing it (trainer_state.json is its last file)."
+    try: return json.loads((Path(checkpoint) / 'trainer_state.json').read_text())
+    except (OSError, ValueError): return None
+
+def _last_complete_checkpoint(ckpt_dir) -> str | None:
+    "The newest checkpoint in `ckpt_dir` saved completely (a kill -9 while the Trainer saves leaves a torn one)."
+    done = [p for p in Path(ckpt_dir).glob('checkpoint-*')
+            if p.name.split('-')[-1].isdigit() and _checkpoint_state(p) is not None]
+    return str(max(done, key=lambda p: int(p.name.split('-')[-1]))) if done else None
+
+def _restore_finished(trainer, checkpoint):
+    "Load a checkpoint saved at the last step; resuming from it would train one step past max_steps."
+    from safetensors.torch import load_model
+    from transformers.trainer_callback import TrainerState
+    load_model(trainer.model, str(Path(checkpoint) / 'model.safetensors'), device=str(trainer.model.device))
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / 'trainer_state.json'))
+
 def train_dpo(policy: PreTrainedModel, tokenizer, train_triplets: Dataset, eval_triplets: Dataset | None, cfg: RunConfig,
               out_dir, ref_model: PreTrainedModel | None = None, resume: bool = True, callbacks: list | None = None,
               progress: bool = True) -> TrainResult:
     "Train `policy` with DPO on `train_triplets`, evaluating on `eval_triplets`, as `cfg` says; save everything in `out_dir`."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / 'checkpoints'
-    last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.is_dir() else None
+    last = _last_complete_checkpoint(ckpt_dir) if resume else None
+    state = _checkpoint_state(last) if last else None
     with wandb_run_env(cfg, out_dir) as report_to:
         trainer = make_trainer(policy, tokenizer, train_triplets, eval_triplets, cfg, out_dir, ref_model, report_to,
                                callbacks, progress)
-        trainer.train(resume_from_checkpoint=last)
+        if state and 0 < state['max_steps'] <= state['global_step']: _restore_finished(trainer, last)
+        else: trainer.train(resume_from_checkpoint=last)
         evaluated = any(e.get('step') == trainer.state.global_step and 'eval_loss' in e for e in trainer.state.log_history)
         if eval_triplets is not None and not evaluated: trainer.evaluate()      # the curves end with a held-out point
     trainer.model.save_pretrained(out_dir / 'model')

@@ -294,7 +294,7 @@ def test_max_new_tokens_beyond_context_fails_before_long_work(cli_jobs, cli_case
     ('config:beta=-0.5', 'RunConfig.beta must be > 0 (it scales the implicit reward; 0.1 is usual) (got -0.5)'),
     ('config:completions_per_prompt=1', 'RunConfig.completions_per_prompt must be >= 2: a preference pair needs two'),
     ('config:completions_per_prompt=0', 'RunConfig.completions_per_prompt must be >= 2'),
-    ('config:max_new_tokens=0', 'RunConfig.max_new_tokens must be > 0 (got 0)')])
+    ('config:max_new_tokens=0', 'RunConfig.max_new_tokens must be > 0 (got 0)')], ids=lambda v: v if v.startswith('config:') else '')
 def test_bad_config_value_in_a_file_is_one_clear_line(cli_jobs, cli_case, words):
     res, _, d = cli_jobs(cli_case)
     _error_line(res, words)
@@ -357,7 +357,7 @@ def test_a_scorer_that_ties_everything_stops_the_cli_before_training(cli_jobs, c
 # ---------------------------------------------------------------------------------------------- disk full / read-only
 
 @pytest.mark.slow
-@pytest.mark.parametrize('code', [errno.ENOSPC, errno.EROFS])
+@pytest.mark.parametrize('code', [errno.ENOSPC, errno.EROFS], ids=['ENOSPC', 'EROFS'])
 def test_write_failure_mid_stage_keeps_finished_chunks_and_resumes(tmp_path, finished_run, monkeypatch, code):
     import datasets
     from datasets import load_from_disk
