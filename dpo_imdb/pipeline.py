@@ -84,12 +84,27 @@ class RunDir:
         return m if m.get('config_hash') == self.hash else None
     def done(self, stage: str) -> bool: return self.manifest(stage) is not None
 
+    def log(self, stage: str, event: str, **info):
+        "Print one line about `stage` and append it to the run's `stages.jsonl`, the record of what ran when."
+        seconds = info.get('seconds')
+        print(f"dpo-imdb: {stage} " + {'start': 'started', 'reuse': 'finished earlier: reusing its artifact',
+                                       'finish': f'finished in {seconds} s'}[event], flush=True)
+        with _writing(self.root/'stages.jsonl'), open(self.root/'stages.jsonl', 'a') as f:
+            f.write(json.dumps({'stage': stage, 'event': event, 'time': time.strftime('%Y-%m-%dT%H:%M:%S'), **info}) + '\n')
+
+    def reuse(self, stage: str) -> bool:
+        "Whether `stage` finished earlier with this config (then its artifact is reused); logs `reuse` or `start`."
+        done = self.done(stage)
+        self.log(stage, 'reuse' if done else 'start')
+        return done
+
     def finish(self, stage: str, started: float, **counts) -> dict:
         "Write the stage's manifest (last, atomically): the stage is finished."
         m = {'stage': stage, 'config_hash': self.hash, 'seconds': round(time.time() - started, 2),
              'peak_rss_mb': round(peak_rss_mb(), 1), 'versions': _versions(), 'counts': counts,
              'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S')}
         write_json(self.path(stage)/'manifest.json', m)
+        self.log(stage, 'finish', seconds=m['seconds'])
         return m
 
 # %% ../nbs/08_pipeline.ipynb #ba7e9d03
@@ -156,7 +171,7 @@ def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None
     "Build or load the tokenizer, reference policy and scorers of the run (stage `setup`)."
     d, started = run.path('setup'), time.time()
     device = resolve_device(cfg.device)
-    if run.done('setup'):
+    if run.reuse('setup'):
         m = run.manifest('setup')['counts']
         tokenizer = load_tokenizer(str(d/'tokenizer'))
         reference = load_policy(str(d/'reference') if m['reference_saved'] else cfg.policy, tokenizer, device=device)
@@ -191,7 +206,7 @@ def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None
 def run_prompts(cfg: RunConfig, run: RunDir, tokenizer, reviews: DatasetDict | None = None) -> DatasetDict:
     "Train and held-out prompts (stage `prompts`)."
     d = run.path('prompts')
-    if run.done('prompts'): return load_from_disk(str(d/'dataset'))
+    if run.reuse('prompts'): return load_from_disk(str(d/'dataset'))
     started = time.time()
     reviews = reviews if reviews is not None else load_reviews(cfg)
     pool = concatenate_datasets([reviews[s] for s in ('train', 'unsup') if s in reviews])
@@ -220,7 +235,7 @@ def _save_final(run: RunDir, stage: str, ds: Dataset):
 # %% ../nbs/08_pipeline.ipynb #3e14fd0e
 def run_generate(cfg: RunConfig, run: RunDir, models: Models, prompts: DatasetDict) -> Dataset:
     "Sample `completions_per_prompt` completions per train prompt from the reference (stage `generate`)."
-    if run.done('generate'): return load_from_disk(str(run.path('generate')/'dataset'))
+    if run.reuse('generate'): return load_from_disk(str(run.path('generate')/'dataset'))
     started, train = time.time(), prompts['train']
     def make(start, stop):
         return generate_from_config(models.reference, models.tokenizer, train, cfg, start=start, stop=stop)
@@ -231,7 +246,7 @@ def run_generate(cfg: RunConfig, run: RunDir, models: Models, prompts: DatasetDi
 
 def run_score(cfg: RunConfig, run: RunDir, models: Models, completions: Dataset) -> Dataset:
     "Score every completion with the training scorer (stage `score`)."
-    if run.done('score'): return load_from_disk(str(run.path('score')/'dataset'))
+    if run.reuse('score'): return load_from_disk(str(run.path('score')/'dataset'))
     started = time.time()
     def make(start, stop):
         return score_completions(models.scorer, completions.select(range(start, stop)),
@@ -258,7 +273,7 @@ def split_pairs(triplets: Dataset, fraction: float, seed: int) -> DatasetDict:
 def run_triplets(cfg: RunConfig, run: RunDir, scored: Dataset) -> DatasetDict:
     "Preference pairs from the ranked completions, split into train and eval (stage `triplets`)."
     d = run.path('triplets')
-    if run.done('triplets'): return load_from_disk(str(d/'pairs'))
+    if run.reuse('triplets'): return load_from_disk(str(d/'pairs'))
     started = time.time()
     triplets, stats = make_triplets(scored, pairing=cfg.pairing, min_margin=cfg.min_margin)
     if len(triplets) == 0:
@@ -280,7 +295,7 @@ def run_train(cfg: RunConfig, run: RunDir, models: Models, pairs: DatasetDict, s
     "DPO-tune a copy of the reference on the train pairs (stage `train`); returns the tuned policy."
     d = run.path(stage)
     device = resolve_device(cfg.device)
-    if run.done(stage): return load_policy(str(d/'model'), models.tokenizer, device=device)
+    if run.reuse(stage): return load_policy(str(d/'model'), models.tokenizer, device=device)
     started = time.time()
     ref_model = models.reference if cfg.ref_logps == 'model' else None
     with _writing(d):                                                  # disk full while checkpointing: a RunError
@@ -292,7 +307,7 @@ def run_train(cfg: RunConfig, run: RunDir, models: Models, pairs: DatasetDict, s
 def run_evaluate(cfg: RunConfig, run: RunDir, models: Models, policy, prompts: DatasetDict, stage: str = 'evaluate') -> dict:
     "Compare policy and reference on the held-out prompts (stage `evaluate`); returns the metrics."
     d = run.path(stage)
-    if run.done(stage): return json.loads((d/'metrics.json').read_text())
+    if run.reuse(stage): return json.loads((d/'metrics.json').read_text())
     started = time.time()
     res = evaluate_policy(policy, models.reference, models.tokenizer, prompts['eval'], models.scorer,
                           independent_scorer=models.independent_scorer, n_samples=cfg.eval_samples_per_prompt,
