@@ -8,7 +8,7 @@ __all__ = ['STAGE_COMMANDS', 'build_parser', 'resolve_config', 'main']
 # %% ../nbs/10_cli.ipynb #d517e592
 import argparse, json, sys
 from dataclasses import replace
-from .config import ConfigError, PRESETS, from_preset, load_config, to_dict
+from .config import ConfigError, PRESETS, from_preset, load_config, smoke, to_dict
 
 # %% ../nbs/10_cli.ipynb #894ad544
 STAGE_COMMANDS = ('prompts', 'generate', 'score', 'triplets', 'train', 'evaluate')
@@ -26,11 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument('--out', help="run directory (default: the config's out_dir)")
         p.add_argument('--data', help='review source: hub id, parquet dir, aclImdb dir or synthetic')
         p.add_argument('--force', action='store_true', help='start the run directory again if its config changed')
+        p.add_argument('--smoke', action='store_true', help='shrink the run to a few prompts and steps (config.smoke)')
     return parser
 
 def resolve_config(args: argparse.Namespace):
     "The `RunConfig` that the command line describes."
     cfg = load_config(args.config) if args.config else from_preset('demo' if args.command == 'demo' else args.preset)
+    if args.smoke: cfg = smoke(cfg)
     overrides = {k: v for k, v in [('out_dir', args.out), ('data', args.data)] if v}
     return replace(cfg, **overrides)
 

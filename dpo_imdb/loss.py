@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from .config import LOSS_TYPES
+from .models import autocast
 
 # %% ../nbs/05_loss.ipynb #4157c945
 def sequence_logps(logits: Tensor, labels: Tensor, completion_mask: Tensor) -> Tensor:
@@ -37,8 +38,9 @@ def pack_completions(prompt_ids: list[list[int]], completion_ids: list[list[int]
     return input_ids, attention_mask, completion_mask
 
 @torch.no_grad()
-def completion_logps(model, prompt_ids: list[list[int]], completion_ids: list[list[int]], batch_size: int = 64) -> Tensor:
-    "Teacher-forced $\\log\\pi(y\\mid x)$ of each completion given its prompt under `model`, as a float32 tensor `(N,)`."
+def completion_logps(model, prompt_ids: list[list[int]], completion_ids: list[list[int]], batch_size: int = 64,
+                     dtype: torch.dtype = torch.float32) -> Tensor:
+    "Teacher-forced $\\log\\pi(y\\mid x)$ of each completion given its prompt under `model` in `dtype`, as float32 `(N,)`."
     if any(len(p) == 0 for p in prompt_ids):
         raise ValueError("completion_logps: every prompt needs at least one token (the first token has no prediction)")
     was_training, device = model.training, next(model.parameters()).device
@@ -47,7 +49,8 @@ def completion_logps(model, prompt_ids: list[list[int]], completion_ids: list[li
     for i in range(0, len(prompt_ids), batch_size):
         batch = pack_completions(prompt_ids[i:i + batch_size], completion_ids[i:i + batch_size])
         ids, attn, mask = (t.to(device) for t in batch)                 # (b, T) each
-        out.append(sequence_logps(model(input_ids=ids, attention_mask=attn).logits, ids, mask).float().cpu())
+        with autocast(device, dtype): logits = model(input_ids=ids, attention_mask=attn).logits     # (b, T, V)
+        out.append(sequence_logps(logits, ids, mask).float().cpu())
     model.train(was_training)
     return torch.cat(out)
 

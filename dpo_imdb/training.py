@@ -19,7 +19,7 @@ from transformers import PreTrainedModel
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import DPOConfig, DPOTrainer
-from .generation import resolve_device
+from .models import compute_dtype, resolve_device
 from .config import RunConfig
 
 # %% ../nbs/06_training.ipynb #98ace4dd
@@ -61,11 +61,11 @@ class TripletDPOTrainer(DPOTrainer):
 def dpo_config(cfg: RunConfig, out_dir, has_eval: bool, recorded: bool, report_to: str = 'none',
                progress: bool = True) -> DPOConfig:
     "trl's `DPOConfig` for `cfg`: checkpoints under `out_dir/'checkpoints'`, reference log-probs precomputed iff `recorded`."
-    device = resolve_device(cfg.device).type
-    bf16 = cfg.bf16 and device == 'cuda' and torch.cuda.is_bf16_supported()
+    device = resolve_device(cfg.device)
+    bf16 = compute_dtype(cfg.precision, device) == torch.bfloat16
     return DPOConfig(
         output_dir=str(Path(out_dir) / 'checkpoints'), run_name=cfg.name, seed=cfg.seed, report_to=report_to,
-        use_cpu=device == 'cpu', bf16=bf16, fp16=False, gradient_checkpointing=False,
+        use_cpu=device.type == 'cpu', bf16=bf16, fp16=False, gradient_checkpointing=False,
         beta=cfg.beta, loss_type=[cfg.loss_type], max_length=cfg.max_length, precompute_ref_log_probs=recorded,
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.num_epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.train_batch_size, per_device_eval_batch_size=cfg.eval_batch_size,

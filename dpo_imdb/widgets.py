@@ -9,7 +9,7 @@ __all__ = ['compare', 'sentiment_bar', 'comparison_html', 'demo_panel']
 import html
 import pandas as pd
 from datasets import Dataset
-from .generation import generate_completions
+from .generation import SamplingConfig, generate_completions
 
 # %% ../nbs/09_demo.ipynb #b65bb4a4
 def compare(prompt: str, policy, reference, tokenizer, scorer, n: int = 3, max_new_tokens: int = 48,
@@ -20,8 +20,8 @@ def compare(prompt: str, policy, reference, tokenizer, scorer, n: int = 3, max_n
     prompts = Dataset.from_dict({'prompt': [prompt], 'prompt_ids': [prompt_ids]})
     rows = []
     for name, model in [('reference', reference), ('policy', policy)]:
-        samples = generate_completions(model, tokenizer, prompts, n=n, max_new_tokens=max_new_tokens,
-                                       temperature=temperature, batch_size=n, seed=seed, progress=False)
+        sampling = SamplingConfig(n=n, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=n, seed=seed)
+        samples = generate_completions(model, tokenizer, prompts, sampling, progress=False)
         probs = scorer(samples['completion']).probs
         rows += [{'model': name, 'sample': s, 'completion': c, 'pos_prob': float(p)}
                  for s, c, p in zip(samples['sample_idx'], samples['completion'], probs)]

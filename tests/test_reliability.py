@@ -44,8 +44,8 @@ def _parquet(folder: Path, split: str = 'train', **columns) -> Path:
     return folder
 
 def _tokenizer(vocab_size: int = 512):
-    from dpo_imdb.data import load_tokenizer, synthetic_reviews
-    return load_tokenizer('train', texts=synthetic_reviews(300)['text'], vocab_size=vocab_size)
+    from dpo_imdb.data import load_imdb, load_tokenizer
+    return load_tokenizer('train', texts=load_imdb('synthetic', n_synthetic=300)['train']['text'], vocab_size=vocab_size)
 
 def _tiny_gpt2(vocab_size: int, n_positions: int = 64):
     import torch
@@ -103,15 +103,17 @@ def _stage_cmd(d: Path, cmd: str = 'prompts', **overrides) -> list[str]:
 
 def _case_policy(kind: str, d: Path):
     policy = d/'policy'
-    if kind == 'without_weights':
+    overrides = {}
+    if kind.startswith('without_weights'):
         _tiny_gpt2(600).config.save_pretrained(policy)                 # config.json only, no model.safetensors
         tokenizer = 'train'
+        if kind == 'without_weights': overrides['sft_steps'] = 0        # nothing would train the random weights
     elif kind == 'without_tokenizer':
         _tiny_gpt2(600).save_pretrained(policy); tokenizer = None      # weights, but no tokenizer files
     else:
         _tiny_gpt2(100).save_pretrained(policy)                        # 100 embeddings ...
         _tokenizer(512).save_pretrained(policy); tokenizer = None      # ... for a 512-token tokenizer
-    argv = _stage_cmd(d, 'generate', policy=str(policy), tokenizer=tokenizer)
+    argv = _stage_cmd(d, 'generate', policy=str(policy), tokenizer=tokenizer, **overrides)
     return (lambda: _run(argv)), dict(policy=policy)
 
 def _case_bad_config(field: str, value, d: Path):
@@ -120,9 +122,9 @@ def _case_bad_config(field: str, value, d: Path):
     return (lambda: _run(argv)), {}
 
 def _case_all_ties(d: Path):
-    from dpo_imdb.data import synthetic_reviews
+    from dpo_imdb.data import load_imdb
     from dpo_imdb.scoring import TfidfScorer
-    reviews = synthetic_reviews(200)
+    reviews = load_imdb('synthetic', n_synthetic=200)['train']
     flat = TfidfScorer.fit(reviews['text'], reviews['label'])
     flat.coef[:] = 0.0; flat.intercept = 0.0                           # every text scores exactly 0
     argv = _stage_cmd(d, 'run', scorer=str(flat.save(d/'flat_scorer')))
@@ -186,7 +188,8 @@ CASES = {
     'finished_run': _case_finished_run,
     **{f'data:{c}': partial(_case_data, c) for c in DATA_CASES},
     **{f'unlabelled:{c}': partial(_case_unlabelled, c) for c in UNLABELLED_CASES},
-    **{f'policy_{kind}': partial(_case_policy, kind) for kind in ('without_weights', 'without_tokenizer')},
+    **{f'policy_{kind}': partial(_case_policy, kind) for kind in ('without_weights', 'without_weights_sft',
+                                                                   'without_tokenizer')},
     'vocab_mismatch': partial(_case_policy, 'vocab_mismatch'),
     'max_new_tokens_300': _case_max_new_tokens,
     **{f'config:{f}={v}': partial(_case_bad_config, f, v)
@@ -267,6 +270,14 @@ def test_policy_dir_without_weights_fails_during_setup(cli_jobs, cli_case):
     line = _error_line(res, str(facts['policy']))
     assert 'safetensors' in line or 'weights' in line, line
     assert not (d/'run'/'setup').exists() and not (d/'run'/'generate').exists()
+
+@pytest.mark.parametrize('cli_case', ['policy_without_weights_sft'])
+def test_policy_dir_without_weights_is_built_from_its_config_when_sft_trains_it(cli_jobs, cli_case):
+    res, facts, d = cli_jobs(cli_case)
+    assert res.returncode == 0, res.stderr[-3000:]
+    setup = json.loads((d/'run'/'setup'/'manifest.json').read_text())['counts']
+    assert setup['reference_saved'] and setup['sft_steps'] > 0
+    assert (d/'run'/'setup'/'reference'/'model.safetensors').is_file() and (d/'run'/'generate'/'manifest.json').is_file()
 
 @pytest.mark.parametrize('cli_case', ['policy_without_tokenizer'])
 def test_policy_dir_without_tokenizer_fails_during_setup(cli_jobs, cli_case):
@@ -591,8 +602,9 @@ def test_fuzz_odd_strings_through_prompts_generation_and_scoring():
     import torch
     from datasets import Dataset
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
-    from dpo_imdb.data import REVIEW_FEATURES, clean_review, clean_reviews, make_prompts, synthetic_reviews
-    from dpo_imdb.generation import generate_completions, load_policy
+    from dpo_imdb.data import REVIEW_FEATURES, clean_review, clean_reviews, load_imdb, make_prompts
+    from dpo_imdb.generation import SamplingConfig, generate_completions
+    from dpo_imdb.models import load_policy
     from dpo_imdb.scoring import SentimentScorer, TfidfScorer, score_completions, train_wordpiece
     from dpo_imdb.triplets import make_triplets
     odd = odd_strings()
@@ -606,7 +618,7 @@ def test_fuzz_odd_strings_through_prompts_generation_and_scoring():
     cleaned, dropped = clean_reviews(reviews)
     assert dropped == sum(clean_review(s) == '' for s in odd) and dropped > 0
     assert len(cleaned) + dropped == len(odd) and all(cleaned['text'])
-    synthetic = synthetic_reviews(300)
+    synthetic = load_imdb('synthetic', n_synthetic=300)['train']
     tok = _tokenizer(512)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -617,19 +629,19 @@ def test_fuzz_odd_strings_through_prompts_generation_and_scoring():
 
     # generation from those prompts, and from the raw strings as prompts (clear errors for empty / too long ones)
     model = load_policy('tiny-gpt2', tok)
-    comps = generate_completions(model, tok, prompts, n=2, max_new_tokens=4, batch_size=64, progress=False)
+    comps = generate_completions(model, tok, prompts, SamplingConfig(n=2, max_new_tokens=4, batch_size=64), progress=False)
     assert len(comps) == 2 * len(prompts)
     assert all(1 <= len(c) <= 4 for c in comps['completion_ids']) and np.isfinite(comps['ref_logps']).all()
     n_ids = [len(tok(s, add_special_tokens=False)['input_ids']) for s in odd]
     fits = [s for s, k in zip(odd, n_ids) if 1 <= k <= 256 - 4]
-    raw = generate_completions(model, tok, fits, n=1, max_new_tokens=4, batch_size=64, progress=False)
+    raw = generate_completions(model, tok, fits, SamplingConfig(n=1, max_new_tokens=4, batch_size=64), progress=False)
     assert len(raw) == len(fits) and np.isfinite(raw['ref_logps']).all()
     for s, k in zip(odd, n_ids):
         if k == 0:
             with pytest.raises(ValueError, match='has no tokens'): generate_completions(model, tok, [s], progress=False)
         elif k > 256 - 4:
             with pytest.raises(ValueError, match="exceeds the model's context"):
-                generate_completions(model, tok, [s], max_new_tokens=4, progress=False)
+                generate_completions(model, tok, [s], SamplingConfig(max_new_tokens=4), progress=False)
     assert any(k == 0 for k in n_ids) and any(k > 252 for k in n_ids)
 
     # scoring every raw string, and the completions, with a TF-IDF and a tiny DistilBERT scorer
