@@ -59,6 +59,13 @@ def peak_rss_mb() -> float:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == 'darwin' else rss / 2**10
 
+def _gpu_memory(reset: bool = False) -> dict:
+    "Peak CUDA memory allocated since the last reset, in MiB (nothing without a GPU); `reset` starts a new peak."
+    import torch
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized(): return {}
+    if reset: torch.cuda.reset_peak_memory_stats(); return {}
+    return {'peak_gpu_mb': round(torch.cuda.max_memory_allocated() / 2**20, 1)}
+
 class RunDir:
     "The directory of one run: its config, one folder per stage, and each stage's manifest."
     def __init__(self, cfg: RunConfig, root=None, force: bool = False):
@@ -97,12 +104,13 @@ class RunDir:
         "Whether `stage` finished earlier with this config (then its artifact is reused); logs `reuse` or `start`."
         done = self.done(stage)
         self.log(stage, 'reuse' if done else 'start')
+        if not done: _gpu_memory(reset=True)                            # this stage's own peak
         return done
 
     def finish(self, stage: str, started: float, **counts) -> dict:
         "Write the stage's manifest (last, atomically): the stage is finished."
         m = {'stage': stage, 'config_hash': self.hash, 'seconds': round(time.time() - started, 2),
-             'peak_rss_mb': round(peak_rss_mb(), 1), 'versions': _versions(), 'counts': counts,
+             'peak_rss_mb': round(peak_rss_mb(), 1), **_gpu_memory(), 'versions': _versions(), 'counts': counts,
              'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S')}
         write_json(self.path(stage)/'manifest.json', m)
         self.log(stage, 'finish', seconds=m['seconds'])
@@ -190,10 +198,12 @@ def scorer_cards(cfg: RunConfig, reviews: DatasetDict, scorer, independent) -> d
     "What each scorer is, what it was fitted on, and its accuracy on labelled reviews it never saw."
     trained, kind = cfg.scorer in TRAINED_SCORERS, independent_kind(cfg.scorer, cfg.independent_scorer)
     (acc, n), (ind_acc, ind_n) = _accuracy(scorer, reviews['test'], cfg.seed), _accuracy(independent, reviews['train'], cfg.seed)
-    return {'scorer': {'name': cfg.scorer, 'fitted_on': f"{cfg.data} train split" if trained else 'its own (pretrained)',
-                       'accuracy': acc, 'measured_on': f'{n} {cfg.data} test reviews'},
-            'independent_scorer': {'name': kind, 'fitted_on': f'{cfg.data} test split', 'accuracy': ind_acc,
-                                   'measured_on': f'{ind_n} {cfg.data} train reviews'}}
+    data = Path(cfg.data).name if Path(cfg.data).exists() else cfg.data      # a folder's name, never a machine's path
+    return {'scorer': {'name': Path(cfg.scorer).name if Path(cfg.scorer).exists() else cfg.scorer,
+                       'fitted_on': f'{data} train split' if trained else 'its own data (pretrained)',
+                       'accuracy': acc, 'measured_on': f'{n} {data} test reviews'},
+            'independent_scorer': {'name': kind, 'fitted_on': f'{data} test split', 'accuracy': ind_acc,
+                                   'measured_on': f'{ind_n} {data} train reviews'}}
 
 def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None) -> Models:
     "Build or load the tokenizer, reference policy and scorers of the run (stage `setup`)."
@@ -273,7 +283,8 @@ def run_generate(cfg: RunConfig, run: RunDir, models: Models, prompts: DatasetDi
         return generate_from_config(models.reference, models.tokenizer, train, cfg, models.dtype, start=start, stop=stop)
     completions = _chunked(run, 'generate', len(train), cfg.chunk_prompts, make)
     _save_final(run, 'generate', completions)
-    run.finish('generate', started, n_prompts=len(train), n_completions=len(completions))
+    run.finish('generate', started, n_prompts=len(train), n_completions=len(completions),
+               n_tokens=sum(map(len, completions['completion_ids'])))
     return completions
 
 def run_score(cfg: RunConfig, run: RunDir, models: Models, completions: Dataset) -> Dataset:
@@ -394,10 +405,10 @@ def write_report(run: RunDir) -> Path:
     precision = setup['counts'].get('precision', '?').replace('torch.', '') if setup else '?'
     lines = [f'# dpo_imdb run: {run.root.name}', '', f'Preset `{cfg.name}`: policy `{cfg.policy}`, scorer `{cfg.scorer}`, '
              f'data `{cfg.data}`, beta {cfg.beta}, loss `{cfg.loss_type}`; every stage computes in {precision}.', '',
-             '## Stages', '', '| stage | seconds | peak RSS (MiB) | counts |', '|---|---|---|---|']
+             '## Stages', '', '| stage | seconds | peak RSS (MiB) | peak GPU (MiB) | counts |', '|---|---|---|---|---|']
     for stage in STAGES:
         m = run.manifest(stage)
-        if m: lines.append(f"| {stage} | {m['seconds']} | {m['peak_rss_mb']} | "
+        if m: lines.append(f"| {stage} | {m['seconds']} | {m['peak_rss_mb']} | {m.get('peak_gpu_mb', '-')} | "
                            + ', '.join(f'{k}={_fmt(v)}' for k, v in m['counts'].items()) + ' |')
     if (run.path('setup')/'scorers.json').exists():
         cards = json.loads((run.path('setup')/'scorers.json').read_text())

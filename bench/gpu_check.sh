@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The prepared GPU check (what it runs and records: bench/gpu_check.py). From the repository root:
+#
+#   bash bench/gpu_check.sh --prepare     # once, where pip reaches PyPI and DPO_IMDB_DATA_DIR / DPO_IMDB_GPT2_DIR are
+#                                         # set: fills .gpucheck/ (git-ignored, ~52 MB) with the py3.12 wheels a GPU
+#                                         # image lacks (trl, datasets, nbdev and what they need), IMDb's
+#                                         # train/test parquet files and GPT-2's config + tokenizer
+#   bash bench/gpu_check.sh               # on the GPU machine, with .gpucheck/ beside the code: installs the wheels
+#                                         # into /tmp (no network), then runs every step; results in $OUT or
+#                                         # bench/gpu_check_out/gpu_check.json
+#   bash bench/gpu_check.sh --cpu --smoke # a dry run of the same steps on a CPU
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE=.gpucheck
+
+if [ "${1:-}" = "--prepare" ]; then
+  : "${DPO_IMDB_DATA_DIR:?set DPO_IMDB_DATA_DIR to the IMDb parquet folder}" "${DPO_IMDB_GPT2_DIR:?set DPO_IMDB_GPT2_DIR}"
+  rm -rf "$CACHE"; mkdir -p "$CACHE/wheels" "$CACHE/imdb" "$CACHE/gpt2"
+  # pure-Python wheels (plus watchdog/wcwidth builds for x86-64 Linux) for the GPU image's Python 3.12; the image
+  # already has torch, transformers, accelerate, pyarrow, pandas, scikit-learn, matplotlib, huggingface-hub, xxhash
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+    -d "$CACHE/wheels" trl==1.16.0 datasets==5.2.0 'dill<0.4.2,>=0.3.0' 'multiprocess<0.70.20' \
+    nbdev==2.4.14 execnb==0.1.18 'fastcore>=1.14,<2' 'ghapi<2' fastgit astunparse watchdog asttokens \
+    ipython ipython-pygments-lexers jedi parso matplotlib-inline pexpect ptyprocess 'prompt_toolkit<3.1.0,>=3.0.41' \
+    wcwidth stack_data executing pure_eval traitlets
+  cp "$DPO_IMDB_DATA_DIR"/train.parquet "$DPO_IMDB_DATA_DIR"/test.parquet "$CACHE/imdb/"   # unsup stays behind
+  cp "$DPO_IMDB_GPT2_DIR"/*.json "$DPO_IMDB_GPT2_DIR"/*.txt "$CACHE/gpt2/"
+  grep -qx '/.gpucheck/' .git/info/exclude 2>/dev/null || echo '/.gpucheck/' >> .git/info/exclude
+  du -sh "$CACHE"; exit 0
+fi
+
+if [ -d "$CACHE/wheels" ] && ! python3 -c 'import trl, datasets, nbdev' 2>/dev/null; then
+  SITE=/tmp/gpucheck-site
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$CACHE"/wheels/*.whl
+  export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" PATH="$SITE/bin:$PATH"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+[ -d "$CACHE/imdb" ] && export DPO_IMDB_DATA_DIR="${DPO_IMDB_DATA_DIR:-$PWD/$CACHE/imdb}"
+[ -d "$CACHE/gpt2" ] && export DPO_IMDB_GPT2_DIR="${DPO_IMDB_GPT2_DIR:-$PWD/$CACHE/gpt2}"
+python3 -c 'import pyarrow, datasets, trl; print("pyarrow", pyarrow.__version__, "datasets", datasets.__version__, "trl", trl.__version__)'
+exec python3 bench/gpu_check.py "$@"
