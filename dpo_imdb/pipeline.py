@@ -68,8 +68,8 @@ def _gpu_memory(reset: bool = False) -> dict:
 
 class RunDir:
     "The directory of one run: its config, one folder per stage, and each stage's manifest."
-    def __init__(self, cfg: RunConfig, root=None, force: bool = False):
-        self.cfg, self.root = cfg, Path(root or cfg.out_dir)
+    def __init__(self, cfg: RunConfig, root=None, force: bool = False, progress: bool = True):
+        self.cfg, self.root, self.progress = cfg, Path(root or cfg.out_dir), progress   # progress: the stages' bars
         self.hash = config_hash(cfg)
         saved = self.root/'config.json'
         if saved.exists():
@@ -228,7 +228,7 @@ def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None
     if cfg.sft_steps:
         sft_losses = train_sft(reference, tokenizer, _sft_texts(reviews, cfg.sft_reviews, cfg.seed), steps=cfg.sft_steps,
                                lr=cfg.sft_lr, batch_size=cfg.sft_batch_size, max_length=cfg.sft_max_length, seed=cfg.seed,
-                               dtype=dtype)
+                               dtype=dtype, progress=run.progress)
     scorer = load_scorer(cfg.scorer, reviews, seed=cfg.seed, batch_size=cfg.score_batch_size, device=device, dtype=dtype)
     independent = load_scorer(independent_kind(cfg.scorer, cfg.independent_scorer), independent_reviews, seed=cfg.seed)
     reference_saved = cfg.policy in TINY_CONFIGS or cfg.sft_steps > 0
@@ -280,7 +280,8 @@ def run_generate(cfg: RunConfig, run: RunDir, models: Models, prompts: DatasetDi
     if run.reuse('generate'): return load_from_disk(str(run.path('generate')/'dataset'))
     started, train = time.time(), prompts['train']
     def make(start, stop):
-        return generate_from_config(models.reference, models.tokenizer, train, cfg, models.dtype, start=start, stop=stop)
+        return generate_from_config(models.reference, models.tokenizer, train, cfg, models.dtype, start=start, stop=stop,
+                                    progress=run.progress)
     completions = _chunked(run, 'generate', len(train), cfg.chunk_prompts, make)
     _save_final(run, 'generate', completions)
     run.finish('generate', started, n_prompts=len(train), n_completions=len(completions),
@@ -293,7 +294,7 @@ def run_score(cfg: RunConfig, run: RunDir, models: Models, completions: Dataset)
     started = time.time()
     def make(start, stop):
         return score_completions(models.scorer, completions.select(range(start, stop)),
-                                 target=cfg.score_target, batch_size=cfg.score_batch_size)[0]
+                                 target=cfg.score_target, batch_size=cfg.score_batch_size, progress=run.progress)[0]
     rows = cfg.chunk_prompts * cfg.completions_per_prompt
     scored = _chunked(run, 'score', len(completions), rows, make)
     _save_final(run, 'score', scored)
@@ -343,7 +344,8 @@ def run_train(cfg: RunConfig, run: RunDir, models: Models, pairs: DatasetDict, s
         ref_model = copy.deepcopy(models.reference) if cfg.ref_logps == 'model' else None
         with _writing(d):                                              # disk full while checkpointing: a RunError
             result = train_dpo(copy.deepcopy(models.reference), models.tokenizer, pairs['train'],
-                               pairs['eval'] if len(pairs['eval']) else None, cfg, out_dir=d, ref_model=ref_model)
+                               pairs['eval'] if len(pairs['eval']) else None, cfg, out_dir=d, ref_model=ref_model,
+                               progress=run.progress)
         run.finish(stage, started, global_step=result.global_step, n_train_pairs=len(pairs['train']))
     # the plain saved model, whether trained just now or in an earlier process: both evaluate alike
     return load_policy(str(d/'model'), models.tokenizer, device=models.device)
@@ -355,7 +357,7 @@ def run_evaluate(cfg: RunConfig, run: RunDir, models: Models, policy, prompts: D
     started = time.time()
     res = evaluate_policy(policy, models.reference, models.tokenizer, prompts['eval'], models.scorer,
                           independent_scorer=models.independent_scorer, sampling=sampling_from_config(cfg, evaluation=True),
-                          dtype=models.dtype, target=cfg.score_target)
+                          dtype=models.dtype, target=cfg.score_target, progress=run.progress)
     with atomic_dir(d) as tmp:
         write_json(tmp/'metrics.json', res.metrics)
         res.samples.to_json(tmp/'samples.jsonl', orient='records', lines=True)
@@ -369,11 +371,11 @@ def run_evaluate(cfg: RunConfig, run: RunDir, models: Models, policy, prompts: D
 # %% ../nbs/08_pipeline.ipynb #0286e15a
 STAGES = ('setup', 'prompts', 'generate', 'score', 'triplets', 'train', 'evaluate')
 
-def run_pipeline(cfg: RunConfig, force: bool = False, stop_after: str = 'evaluate') -> RunDir:
+def run_pipeline(cfg: RunConfig, force: bool = False, stop_after: str = 'evaluate', progress: bool = True) -> RunDir:
     "Run (or resume) every stage of `cfg` up to `stop_after`; write `report.md`."
     if stop_after not in STAGES: raise ConfigError(f"unknown stage {stop_after!r}: choose one of {', '.join(STAGES)}")
     todo = STAGES[:STAGES.index(stop_after) + 1]
-    run = RunDir(cfg, force=force)
+    run = RunDir(cfg, force=force, progress=progress)
     reviews = None if run.done('setup') and run.done('prompts') else load_reviews(cfg)
     models = setup_models(cfg, run, reviews)
     if 'prompts' in todo: prompts = run_prompts(cfg, run, models.tokenizer, reviews)
