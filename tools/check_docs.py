@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------------------------------------------- what is refused
 ABS_PATH = re.compile(r'(?<![\w.~/-])/(?:work|root|home|tmp|usr|opt)/|site-packages|dist-packages'
-                      r'|(?<![\w-])\.?ci-venv\b|(?<![\w-])\.venv\b|/venv/|/private/var/folders/|/var/folders/')
+                      r'|[\w.-]*venv[\w.-]*/lib/python\d|/private/var/folders/|/var/folders/')   # venv: its lib/pythonX
 SHARED = re.compile(r'\.\./shared\b')
 WORKSPACE_PHRASES = ('was lent', 'lent to', 'lent a ', 'no gpu was', 'ci machine', 'this machine', 'build machine',
                      'lead engineer', 'other engineers')
