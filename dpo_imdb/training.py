@@ -47,7 +47,10 @@ def fit_max_length(ds: Dataset, max_length: int | None, name: str = 'train') -> 
 
 # %% ../nbs/06_training.ipynb #7c17be51
 class TripletDPOTrainer(DPOTrainer):
-    "`DPOTrainer` that trains on a triplet dataset's own token ids and, when present, its recorded reference log-probs."
+    "`DPOTrainer` (same arguments) on a triplet dataset's own token ids and, if present, its recorded reference log-probs."
+    def __init__(self, *args, **kwargs):     # trl's signature names peft types: show_doc could not render it without peft
+        super().__init__(*args, **kwargs)
+
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         if isinstance(dataset, Dataset) and has_columns(dataset, ID_COLUMNS):
             return fit_max_length(dataset, args.max_length, dataset_name)   # the sampled tokens, as they are

@@ -1,5 +1,7 @@
 "Checks on the project itself: the CI runs the README's command, the package builds, the CLI answers."
-import re, subprocess, sys
+import inspect, re, shlex, subprocess, sys
+from configparser import ConfigParser
+from importlib.metadata import version
 from pathlib import Path
 import pytest
 
@@ -16,13 +18,42 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(pattern, commands[0])
 
 def test_readme_is_generated_from_index():
-    res = subprocess.run([sys.executable, str(ROOT/'tools'/'readme.py'), '--check'], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, str(ROOT/'tools'/'readme.py'), '--check'], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
 
 def test_cli_bad_config_is_one_clear_line(tmp_path):
     bad = tmp_path/'cfg.json'
     bad.write_text('{"beta": -1, "name": "demo"}')
-    res = subprocess.run([sys.executable, '-c', 'import sys; from dpo_imdb.cli import main; sys.exit(main())', 'run', '--config', str(bad)], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, '-c', 'import sys; from dpo_imdb.cli import main; sys.exit(main())', 'run', '--config', str(bad)], capture_output=True, text=True,
+                         timeout=300)
     assert res.returncode == 2
     assert res.stderr.strip() == 'dpo-imdb: error: RunConfig.beta must be > 0 (it scales the implicit reward; 0.1 is usual) (got -1.0)'
     assert 'Traceback' not in res.stderr
+
+def _requirements() -> dict:
+    "settings.ini's runtime requirements, by package name."
+    from packaging.requirements import Requirement
+    cp = ConfigParser(delimiters=['=']); cp.read(ROOT/'settings.ini', encoding='utf-8')
+    reqs = [Requirement(r) for r in shlex.split(cp['DEFAULT']['requirements'])]
+    return {r.name.lower(): r for r in reqs}
+
+def test_installed_packages_meet_the_declared_requirements():
+    bad = {name: version(name) for name, r in _requirements().items() if not r.specifier.contains(version(name), prereleases=True)}
+    assert not bad, f'installed versions outside settings.ini requirements: {bad}'
+
+def test_trl_pinned_to_the_minor_whose_private_hooks_training_overrides():
+    "training.TripletDPOTrainer overrides two private DPOTrainer methods: pin trl's minor, and check they are still there."
+    from packaging.version import Version
+    import trl
+    from trl import DPOTrainer
+    from dpo_imdb.training import TripletDPOTrainer
+    spec = _requirements()['trl'].specifier
+    lo = Version(trl.__version__)
+    assert lo in spec, f'trl {trl.__version__} is outside the supported {spec}'
+    assert Version(f'{lo.major}.{lo.minor + 1}') not in spec, f'{spec} must pin one trl minor version'
+    init = inspect.getsource(DPOTrainer.__init__)
+    for name in ('_prepare_dataset', '_precompute_ref_logps'):
+        assert f'self.{name}(' in init, f"trl's DPOTrainer.__init__ no longer calls {name}"
+        theirs = list(inspect.signature(getattr(DPOTrainer, name)).parameters)
+        ours = list(inspect.signature(getattr(TripletDPOTrainer, name)).parameters)
+        assert theirs == ours, f'DPOTrainer.{name}{theirs} != TripletDPOTrainer.{name}{ours}'

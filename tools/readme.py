@@ -4,11 +4,28 @@
 `nbdev_readme` does the same through Quarto; this is its Quarto-free equivalent for machines without Quarto (CI
 here): markdown cells as they are, `#| hide` cells left out, code cells as Python blocks followed by their saved
 text outputs. `python tools/readme.py --check` exits 1 when README.md is out of date.
+
+Images: the notebook links `images/x.png` (relative to nbs/, which is what the docs site serves). README.md is also
+PyPI's project page, where relative links do not resolve, so they become absolute raw.githubusercontent.com links to
+the same file on the branch in settings.ini (`git_url`, `branch`); tools/check_docs.py checks that each file exists.
 """
 import json, re, sys
+from configparser import ConfigParser
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+def raw_url(path: str) -> str:
+    "Address of the repository file `path` on GitHub's raw file host, on the configured branch."
+    cp = ConfigParser(delimiters=['=']); cp.read(ROOT/'settings.ini', encoding='utf-8')
+    cfg = cp['DEFAULT']
+    repo = cfg['git_url'].removeprefix('https://github.com/').strip('/').removesuffix('.git')
+    return f"https://raw.githubusercontent.com/{repo}/{cfg['branch']}/{path}"
+
+def _abs_images(md: str) -> str:
+    "Image links relative to nbs/ made absolute (see the module docstring)."
+    md = re.sub(r'(!\[[^\]]*\]\()\s*(?:\./)?(images/[^)\s]+)', lambda m: m.group(1) + raw_url('nbs/' + m.group(2)), md)
+    return re.sub(r'(<img\b[^>]*?\bsrc\s*=\s*["\'])(?:\./)?(images/[^"\']+)', lambda m: m.group(1) + raw_url('nbs/' + m.group(2)), md)
 
 def _text(source) -> str: return ''.join(source) if isinstance(source, list) else source
 
@@ -30,8 +47,7 @@ def render(nb_path: Path) -> str:
         src = _text(cell['source']).strip()
         if cell['cell_type'] == 'markdown':
             if i == 0 and src.startswith('# '): src = '\n'.join(src.splitlines()[1:]).strip()  # title already written
-            # images live in nbs/images/ for the docs; from the repository root they are one folder down
-            if src: parts.append(re.sub(r'\]\(images/', '](nbs/images/', src))
+            if src: parts.append(_abs_images(src))
         elif cell['cell_type'] == 'code':
             if {'hide', 'include: false'} & _directives(src): continue
             code = '\n'.join(l for l in src.splitlines() if not l.startswith('#|')).strip()
