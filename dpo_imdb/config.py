@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LOSS_TYPES', 'PAIRINGS', 'SCORE_TARGETS', 'REF_LOGPS', 'WANDB_MODES', 'DEVICES', 'PRECISIONS', 'INDEPENDENT_SCORERS',
            'PRESETS', 'SMOKE', 'BOOKKEEPING', 'ConfigError', 'knob', 'RunConfig', 'validate_config', 'smoke',
-           'from_preset', 'to_dict', 'save_config', 'load_config', 'config_hash']
+           'from_preset', 'to_dict', 'save_config', 'read_config_file', 'load_config', 'config_hash']
 
 # %% ../nbs/00_config.ipynb #454752b4
 import hashlib, json, types, typing
@@ -215,7 +215,7 @@ def smoke(cfg: RunConfig) -> RunConfig:
     "`cfg` shrunk to a few prompts and steps, same models and sources: a quick end-to-end check of a preset's code path."
     return replace(cfg, **SMOKE, sft_steps=min(cfg.sft_steps, 2), name=f'{cfg.name}-smoke', out_dir=f'{cfg.out_dir}-smoke')
 
-def from_preset(name: str, **overrides) -> RunConfig:
+def from_preset(name: str, /, **overrides) -> RunConfig:
     "The `RunConfig` of preset `name` (one of `PRESETS`), with `overrides` applied on top."
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
@@ -243,14 +243,18 @@ def save_config(cfg: RunConfig, path) -> Path:
     path.write_text(json.dumps(to_dict(cfg), indent=2) + '\n')
     return path
 
-def load_config(path) -> RunConfig:
-    "Read a config saved by `save_config` (or written by hand), validating every field."
+def read_config_file(path) -> dict:
+    "The fields a JSON config file sets (every field, for a file `save_config` wrote), not yet validated."
     path = Path(path)
     if not path.is_file(): raise ConfigError(f"config file {str(path)!r} does not exist")
     try: values = json.loads(path.read_text())
     except json.JSONDecodeError as e: raise ConfigError(f"config file {str(path)!r} is not valid JSON: {e}") from None
     if not isinstance(values, dict): raise ConfigError(f"config file {str(path)!r} must hold a JSON object")
-    return _from_mapping(values)
+    return values
+
+def load_config(path) -> RunConfig:
+    "Read a config saved by `save_config` (or written by hand), validating every field."
+    return _from_mapping(read_config_file(path))
 
 # %% ../nbs/00_config.ipynb #39df12d6
 BOOKKEEPING = ('name', 'out_dir', 'wandb_mode', 'wandb_project')

@@ -124,6 +124,7 @@ from .scoring import load_scorer, score_completions, independent_kind, TRAINED_S
 from .triplets import make_triplets, save_triplets, load_triplets, plot_margins
 from .training import train_dpo
 from .evaluation import evaluate_policy, samples_table, markdown_table, plot_sentiment, plot_frontier
+from .hub import write_model_card
 
 # %% ../nbs/08_pipeline.ipynb #5440c99d
 @dataclass
@@ -434,6 +435,7 @@ def write_report(run: RunDir) -> Path:
                   '', '### Samples (same prompt, same seed)', '', (run.path('evaluate')/'samples.md').read_text()]
     if (run.root/'sweep'/'frontier.png').exists():
         lines += ['', '## Reward vs KL', '', '![frontier](sweep/frontier.png)']
+    if run.done('train'): write_model_card(run.root)         # train/model/README.md, with the evaluation once it ran
     path = run.root/'report.md'
     with _writing(path): path.write_text('\n'.join(lines) + '\n')
     return path

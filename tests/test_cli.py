@@ -1,0 +1,245 @@
+"""The `dpo-imdb` command line: every RunConfig field a flag, the model card, `push`, and pairs that trl reads as is."""
+import json, os, shutil, subprocess, typing
+from dataclasses import fields
+from pathlib import Path
+import pytest
+import yaml
+from conftest import cli
+from dpo_imdb.config import RunConfig, from_preset, load_config, save_config, to_dict
+
+TIMEOUT = 180          # seconds, for a command that does not train
+
+def dpo_imdb(*args, env: dict | None = None, timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
+    "Run `dpo-imdb ARGS` in a subprocess (with `env` added to this environment)."
+    return subprocess.run(cli(*map(str, args)), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env} if env else None)
+
+def config_of(*args) -> dict:
+    res = dpo_imdb('config', *args)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+def assert_one_line_error(res: subprocess.CompletedProcess, contains: str):
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('dpo-imdb: error: '), res.stderr
+    assert contains in lines[0], lines[0]
+    assert 'usage:' not in res.stderr and 'Traceback' not in res.stderr
+
+# -- every field a flag ------------------------------------------------------------------------------------------------
+
+def test_flags_override_the_preset(tmp_path):
+    cfg = config_of('--preset', 'colab', '--beta', '0.2', '--policy', 'gpt2-medium', '--seed', '3',
+                    '--betas_sweep', '0.05', '1', '--tokenizer', 'gpt2')
+    expected = {**to_dict(from_preset('colab')), 'beta': 0.2, 'policy': 'gpt2-medium', 'seed': 3,
+                'betas_sweep': [0.05, 1.0], 'tokenizer': 'gpt2'}
+    assert cfg == expected
+    assert config_of('--preset', 'test', '--tokenizer', 'None')['tokenizer'] is None
+    # `run` takes them too: the run directory records them before the (here missing) data stops the run
+    out = tmp_path/'run'
+    res = dpo_imdb('run', '--preset', 'colab', '--beta', '0.2', '--policy', 'gpt2-medium', '--seed', '3',
+                   '--data', tmp_path/'no-such-data', '--out', out)
+    assert_one_line_error(res, 'no-such-data')
+    saved = load_config(out/'config.json')
+    assert (saved.beta, saved.policy, saved.seed, saved.out_dir) == (0.2, 'gpt2-medium', 3, str(out))
+
+def test_flags_override_the_file_and_the_file_the_preset(tmp_path):
+    full = save_config(from_preset('test', beta=0.3, seed=5), tmp_path/'full.json')
+    cfg = config_of('--preset', 'colab', '--config', full, '--seed', '9')
+    assert (cfg['policy'], cfg['beta'], cfg['seed'], cfg['name']) == ('tiny-gpt2', 0.3, 9, 'test')
+    (tmp_path/'partial.json').write_text(json.dumps({'beta': 0.4}))
+    cfg = config_of('--preset', 'test', '--config', tmp_path/'partial.json')
+    assert (cfg['policy'], cfg['beta'], cfg['seed']) == ('tiny-gpt2', 0.4, 0)
+    cfg = config_of('--preset', 'test', '--smoke', '--n_train_prompts', '12', '--out', tmp_path/'x')
+    assert (cfg['n_train_prompts'], cfg['n_eval_prompts'], cfg['out_dir']) == (12, 4, str(tmp_path/'x'))
+
+def test_config_round_trips_through_a_file(tmp_path):
+    res = dpo_imdb('config', '--preset', 'demo', '--beta', '0.2')
+    assert res.returncode == 0, res.stderr
+    (tmp_path/'my.json').write_text(res.stdout)                        # dpo-imdb config ... > my.json
+    assert load_config(tmp_path/'my.json') == from_preset('demo', beta=0.2)
+    assert config_of('--config', tmp_path/'my.json') == json.loads(res.stdout)
+    assert config_of('--preset', 'gpu', '--config', tmp_path/'my.json') == json.loads(res.stdout)
+
+def test_help_lists_every_field_with_type_and_default():
+    from dpo_imdb.cli import COMMANDS, build_parser
+    parser = build_parser()
+    for command in COMMANDS:
+        text = ' '.join(parser.commands[command].format_help().split())
+        for f in fields(RunConfig):
+            assert f'--{f.name} ' in text, (command, f.name)
+            assert ' '.join(f.metadata['help'].split()) in text, (command, f.name)
+    res = dpo_imdb('run', '--help')
+    assert res.returncode == 0
+    text = ' '.join(res.stdout.split())
+    for f in fields(RunConfig): assert f'--{f.name} ' in text, f.name
+    for shown in ('--beta FLOAT', '(float, default: 0.1)', '--betas_sweep FLOAT [FLOAT ...]', '(list of float, default: 0.05 0.1 0.5)',
+                  '--tokenizer STR', '(str or None, default: None)', '--seed INT', '(int, default: 0)', '--out_dir STR, --out-dir STR, --out STR'):
+        assert shown in text, shown
+    top = dpo_imdb('--help')
+    assert top.returncode == 0 and all(c in top.stdout for c in [*COMMANDS, 'push'])
+
+def test_building_the_parser_leaves_runconfig_alone():
+    from dpo_imdb.cli import build_parser
+    build_parser()                                    # HfArgumentParser rewrites the types of the fields it is given
+    assert typing.get_args(next(f for f in fields(RunConfig) if f.name == 'tokenizer').type) == (str, type(None))
+    assert RunConfig(tokenizer=None).tokenizer is None
+
+@pytest.mark.parametrize('args, message', [
+    (['--beta', 'abc'], "argument --beta: invalid float value: 'abc'"),
+    (['--seed', '1.5'], "argument --seed: invalid int value: '1.5'"),
+    (['--beta', '-1'], 'RunConfig.beta must be > 0'),
+    (['--loss_type', 'kto'], 'RunConfig.loss_type must be one of sigmoid, ipo, hinge'),
+    (['--betta', '0.2'], 'unrecognized arguments: --betta 0.2 (did you mean --beta?)'),
+    (['--preset', 'nope'], "argument --preset: invalid choice: 'nope'"),
+])
+def test_a_bad_flag_is_one_line_and_exit_2(args, message):
+    assert_one_line_error(dpo_imdb('run', *args), message)
+
+def test_no_command_is_one_line_and_exit_2():
+    assert_one_line_error(dpo_imdb(), 'the following arguments are required: command')
+
+# -- a finished run: the model card, push, and the pairs in trl's format ----------------------------------------------
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory) -> Path:
+    "A whole `test`-preset run (well under a minute)."
+    out = tmp_path_factory.mktemp('cli')/'run'
+    res = dpo_imdb('run', '--preset', 'test', '--out', out, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path) -> Path:
+    "A copy of the finished run that a test may change."
+    return Path(shutil.copytree(finished_run, tmp_path/'run'))
+
+def front_matter(readme: Path) -> dict:
+    text = readme.read_text()
+    assert text.startswith('---\n'), text[:100]
+    return yaml.safe_load(text.split('---\n')[1])
+
+@pytest.mark.slow
+def test_the_model_card_is_written_and_parses(finished_run):
+    from huggingface_hub import ModelCard
+    model = finished_run/'train'/'model'
+    meta = front_matter(model/'README.md')
+    assert meta['library_name'] == 'transformers' and meta['pipeline_tag'] == 'text-generation'
+    assert meta['license'] == 'apache-2.0' and {'dpo', 'trl'} <= set(meta['tags'])
+    assert 'base_model' not in meta           # tiny-gpt2 is built here, not a Hub repo
+    card = ModelCard.load(model/'README.md')
+    assert card.data.to_dict() == meta
+    pairs = json.loads((finished_run/'triplets'/'manifest.json').read_text())['counts']
+    steps = json.loads((finished_run/'train'/'manifest.json').read_text())['counts']['global_step']
+    metrics = json.loads((finished_run/'evaluate'/'metrics.json').read_text())
+    for line in ('| beta | 0.1 |', 'loss `sigmoid`', f"| preference pairs | {pairs['n_train_pairs']} train pairs",
+                 f'| optimizer steps | {steps} |', f"| win_rate | {metrics['win_rate']:.3f} |", "pipeline('text-generation'",
+                 'AutoModelForCausalLM.from_pretrained', '| scorer | `tfidf` |'):
+        assert line in card.text, line
+    for image in [p.split(')')[0] for p in card.text.split('](images/')[1:]]:
+        assert (model/'images'/image).is_file(), image
+    assert load_config(model/'run_config.json') == load_config(finished_run/'config.json')
+
+@pytest.mark.slow
+def test_the_card_appears_with_training_and_gains_the_evaluation(run_copy):
+    shutil.rmtree(run_copy/'evaluate')
+    (run_copy/'train'/'model'/'README.md').unlink()
+    res = dpo_imdb('train', '--config', run_copy/'config.json', '--out', run_copy)      # finished stages are reused
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = (run_copy/'train'/'model'/'README.md').read_text()
+    assert 'Not evaluated yet' in text and '| win_rate |' not in text
+    front_matter(run_copy/'train'/'model'/'README.md')
+    res = dpo_imdb('evaluate', '--config', run_copy/'config.json', '--out', run_copy)
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = (run_copy/'train'/'model'/'README.md').read_text()
+    assert 'Not evaluated yet' not in text and '| win_rate |' in text
+
+def _no_token_env(tmp_path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ('HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_TOKEN_PATH')}
+    return {**env, 'HF_HOME': str(tmp_path/'hf-home'), 'HF_HUB_OFFLINE': '0'}
+
+@pytest.mark.slow
+def test_push_fails_cleanly_offline_and_without_a_token(finished_run, tmp_path):
+    res = dpo_imdb('push', '--out', finished_run, '--repo-id', 'me/dpo-imdb-test', env={'HF_HUB_OFFLINE': '1', 'HF_TOKEN': 'hf_fake'})
+    assert_one_line_error(res, 'HF_HUB_OFFLINE is set')
+    res = subprocess.run(cli('push', '--out', str(finished_run), '--repo-id', 'me/dpo-imdb-test', '--with-pairs'),
+                         capture_output=True, text=True, timeout=TIMEOUT, env=_no_token_env(tmp_path))
+    assert_one_line_error(res, 'no Hugging Face token')
+    assert_one_line_error(dpo_imdb('push', '--out', tmp_path/'nowhere', '--repo-id', 'me/x'), 'is not a run directory')
+    assert_one_line_error(dpo_imdb('push', '--out', finished_run, '--repo-id', 'not a repo'), 'is not a valid repo id')
+
+class RecordingApi:
+    "Stands in for `huggingface_hub.HfApi`: records every call, and the files each `upload_folder` would send."
+    instances = []
+    def __init__(self, **kwargs):
+        self.kwargs, self.calls = kwargs, []
+        RecordingApi.instances.append(self)
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(('create_repo', repo_id, kwargs))
+        return f'https://huggingface.co/{repo_id}'
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        files = {str(p.relative_to(folder_path)): p.read_bytes() for p in Path(folder_path).rglob('*') if p.is_file()}
+        self.calls.append(('upload_folder', repo_id, {**kwargs, 'files': files}))
+
+@pytest.fixture
+def stand_in_hub(monkeypatch):
+    "The Hub reachable with a token, and `HfApi` replaced by `RecordingApi`."
+    import huggingface_hub.constants, dpo_imdb.hub
+    monkeypatch.setattr(dpo_imdb.hub, 'HfApi', RecordingApi)
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', False)
+    monkeypatch.setenv('HF_HUB_OFFLINE', '0')
+    monkeypatch.setenv('HF_TOKEN', 'hf_fake_token')
+    RecordingApi.instances = []
+    return RecordingApi
+
+@pytest.mark.slow
+def test_push_uploads_model_tokenizer_card_and_pairs(run_copy, stand_in_hub, capsys):
+    from dpo_imdb.cli import main
+    assert main(['push', '--out', str(run_copy), '--repo-id', 'me/dpo-imdb-test', '--private', '--with-pairs']) == 0
+    assert 'pushed https://huggingface.co/me/dpo-imdb-test' in capsys.readouterr().out
+    (api,) = stand_in_hub.instances
+    assert api.kwargs == {'token': 'hf_fake_token'}
+    assert [(c[0], c[1], c[2].get('repo_type'), c[2].get('private')) for c in api.calls] == [
+        ('create_repo', 'me/dpo-imdb-test', None, True), ('upload_folder', 'me/dpo-imdb-test', None, None),
+        ('create_repo', 'me/dpo-imdb-test-pairs', 'dataset', True), ('upload_folder', 'me/dpo-imdb-test-pairs', 'dataset', None)]
+    model_files, pairs_files = api.calls[1][2]['files'], api.calls[3][2]['files']
+    model = run_copy/'train'/'model'
+    for name in ('model.safetensors', 'config.json', 'tokenizer.json', 'tokenizer_config.json', 'README.md'):
+        assert model_files[name] == (model/name).read_bytes(), name           # the model, the tokenizer and the card
+    card = model_files['README.md'].decode()
+    assert "model='me/dpo-imdb-test'" in card and 'me/dpo-imdb-test-pairs' in yaml.safe_load(card.split('---\n')[1])['datasets']
+    assert {'README.md', 'data/train-00000-of-00001.parquet', 'data/eval-00000-of-00001.parquet'} <= set(pairs_files)
+    assert yaml.safe_load(pairs_files['README.md'].decode().split('---\n')[1])['configs'][0]['data_files'][0]['split'] == 'train'
+
+@pytest.mark.slow
+def test_push_checks_everything_before_any_upload(run_copy, stand_in_hub, monkeypatch, tmp_path, capsys):
+    import huggingface_hub.constants
+    from dpo_imdb.cli import main
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', True)
+    assert main(['push', '--out', str(run_copy), '--repo-id', 'me/x', '--with-pairs']) == 2
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', False)
+    monkeypatch.delenv('HF_TOKEN')
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_TOKEN_PATH', str(tmp_path/'no-token'))
+    assert main(['push', '--out', str(run_copy), '--repo-id', 'me/x', '--with-pairs']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and 'HF_HUB_OFFLINE' in err[0] and 'no Hugging Face token' in err[1], err
+    assert all(api.calls == [] for api in stand_in_hub.instances)
+    assert 'me/x' not in (run_copy/'train'/'model'/'README.md').read_text()         # the card is not touched either
+
+@pytest.mark.slow
+def test_a_plain_trl_dpo_trainer_accepts_the_pairs(finished_run, tmp_path):
+    import math
+    from datasets import load_dataset, load_from_disk
+    from trl import DPOConfig, DPOTrainer
+    from dpo_imdb.hub import export_pairs
+    model = str(finished_run/'train'/'model')                    # a tiny GPT-2 and its tokenizer
+    saved = load_from_disk(str(finished_run/'triplets'/'pairs'))
+    exported = load_dataset(str(export_pairs(finished_run, tmp_path/'pairs')))    # what `trl dpo --dataset_name` does
+    assert {s: exported[s].to_list() for s in saved} == {s: saved[s].to_list() for s in saved}
+    for i, pairs in enumerate((saved, exported)):
+        args = DPOConfig(output_dir=str(tmp_path/f'out{i}'), max_steps=1, per_device_train_batch_size=4, logging_steps=1,
+                         save_strategy='no', report_to='none', use_cpu=True, disable_tqdm=True)
+        trainer = DPOTrainer(model=model, args=args, train_dataset=pairs['train'], eval_dataset=pairs['eval'])
+        trainer.train()
+        assert trainer.state.global_step == 1
+        assert math.isclose(trainer.state.log_history[0]['loss'], math.log(2), abs_tol=1e-3)   # policy = reference at step 1
