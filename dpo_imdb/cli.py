@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='dpo-imdb', description='Fine-tune GPT-2 on IMDb reviews with DPO.')
     sub = parser.add_subparsers(dest='command', required=True)
     helps = {'run': 'run every stage', 'demo': 'the offline demo (= run --preset demo)', 'sweep': 'train at several betas',
+             'frontier': 'every method at several settings: reward vs KL (08a_frontier)',
              'config': 'print the resolved config', **{s: f'run up to the {s} stage' for s in STAGE_COMMANDS}}
     for name, help in helps.items():
         p = sub.add_parser(name, help=help)
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(to_dict(cfg), indent=2)); return 0
         from dpo_imdb.pipeline import RunError, run_pipeline, run_sweep
         if args.command == 'sweep': run_sweep(cfg, force=args.force)
+        elif args.command == 'frontier':
+            from dpo_imdb.frontier import run_frontier
+            run_frontier(cfg, force=args.force)
         else:
             stop = args.command if args.command in STAGE_COMMANDS else 'evaluate'
             run = run_pipeline(cfg, force=args.force, stop_after=stop)
