@@ -210,7 +210,10 @@ PRESETS: dict[str, dict] = {
         n_train_prompts=3000, n_eval_prompts=200, max_new_tokens=24, gen_batch_size=128, chunk_prompts=256,
         score_batch_size=256, pairing='best_vs_worst', beta=0.5, learning_rate=4e-4, num_epochs=2.0,
         train_batch_size=32, eval_batch_size=64, warmup_ratio=0.05, max_length=40, logging_steps=5, eval_steps=20,
-        save_steps=40, betas_sweep=[0.1, 0.5, 2.0], out_dir='runs/demo', device='cpu'),
+        save_steps=40, betas_sweep=[0.1, 0.5, 2.0], out_dir='runs/demo', device='cpu',
+        frontier_betas=[0.1, 1.0], frontier_ipo_betas=[2.0], frontier_hinge_betas=[0.5], frontier_cdpo_betas=[0.5],
+        frontier_ul_alphas=[0.5], frontier_rl_betas=[0.05], frontier_learning_rates=[1e-4, 4e-4], frontier_steps=60,
+        frontier_eval_every=20),
     'test': dict(
         policy='tiny-gpt2', tokenizer='train', scorer='tfidf', data='synthetic',
         tokenizer_vocab_size=512, sft_steps=20, sft_lr=2e-3, sft_batch_size=16, sft_max_length=32,

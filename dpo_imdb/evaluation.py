@@ -137,7 +137,7 @@ def plot_sentiment(result: EvalResult, path=None, scorer_prefix: str = ''):
     plt.close(fig)                        # returned for display; closed so it does not leak into later plots
     return fig
 
-# %% ../nbs/07_evaluation.ipynb #c8d1a75d
+# %% ../nbs/07_evaluation.ipynb #028f403f
 def pareto_front(points: list[dict], key: str = 'reward') -> list[dict]:
     "The upper envelope of `key` against `kl`: by increasing KL, each point beats every point of lower or equal KL."
     front, best = [], -math.inf

@@ -7,7 +7,7 @@ __all__ = ['METHODS', 'LABELS', 'SETTINGS', 'TRAINED', 'check_frontier', 'Fronti
            'checkpoint_steps', 'best_of_n_kl', 'best_of_n_points', 'evaluate_point', 'CheckpointEval', 'offline_config',
            'train_offline', 'train_rloo', 'run_frontier', 'write_frontier']
 
-# %% ../nbs/08a_frontier.ipynb #d04196f0
+# %% ../nbs/08a_frontier.ipynb #18f4c2d4
 import copy, hashlib, json, math, os, time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +22,7 @@ from .training import make_trainer
 from .pipeline import (RunError, run_pipeline, run_prompts, run_triplets, setup_models, write_json,
                                write_report)
 
-# %% ../nbs/08a_frontier.ipynb #6e8a381b
+# %% ../nbs/08a_frontier.ipynb #03e42096
 METHODS = ('dpo', 'ipo', 'hinge', 'cdpo', 'preferred_ft', 'unlikelihood', 'best_of_n', 'rloo')
 LABELS = {'dpo': 'DPO', 'ipo': 'IPO', 'hinge': 'hinge (SLiC)', 'cdpo': 'conservative DPO', 'preferred_ft': 'Preferred-FT',
           'unlikelihood': 'Unlikelihood', 'best_of_n': 'Best-of-N', 'rloo': 'RLOO (online RL)'}
@@ -66,7 +66,7 @@ def check_frontier(cfg: RunConfig) -> RunConfig:
              'which samples that many completions of each prompt in a batch', cfg.train_batch_size)
     return cfg
 
-# %% ../nbs/08a_frontier.ipynb #727a6cb8
+# %% ../nbs/08a_frontier.ipynb #24873962
 @dataclass(frozen=True)
 class FrontierRun:
     "One training run of the frontier (for `best_of_n`: the sweep over N, which trains nothing)."
@@ -97,7 +97,7 @@ def frontier_runs(cfg: RunConfig) -> list[FrontierRun]:
         runs += [FrontierRun(m, v, float(lr)) for v in values for lr in lrs]
     return runs
 
-# %% ../nbs/08a_frontier.ipynb #2ddd1160
+# %% ../nbs/08a_frontier.ipynb #4e01fca1
 def frontier_steps(cfg: RunConfig, n_pairs: int) -> int:
     "Optimizer steps of every trained run of `cfg`, given `n_pairs` train pairs."
     if cfg.frontier_steps: return cfg.frontier_steps
@@ -109,13 +109,13 @@ def checkpoint_steps(steps: int, every: int) -> list[int]:
     "The steps at which a run of `steps` steps is evaluated: every `every`, and the last."
     return sorted(set(range(every, steps + 1, every)) | {steps})
 
-# %% ../nbs/08a_frontier.ipynb #584425ee
+# %% ../nbs/08a_frontier.ipynb #3f27d112
 def best_of_n_kl(n: int) -> float:
     "KL(best-of-n || reference) $= \\log n - (n-1)/n$ (Stiennon et al. 2020; an upper bound, Beirami et al. 2024)."
     if n < 1: raise ValueError(f"best_of_n_kl: n must be >= 1, got {n}")
     return math.log(n) - (n - 1) / n
 
-# %% ../nbs/08a_frontier.ipynb #f29bfb35
+# %% ../nbs/08a_frontier.ipynb #e3bf3399
 def _texts(samples, target: str) -> list[str]:
     return samples['completion'] if target == 'completion' else [p + c for p, c in zip(samples['prompt'], samples['completion'])]
 
@@ -137,7 +137,7 @@ def best_of_n_points(cfg: RunConfig, models, prompts, ns: list[int]) -> list[dic
                        'distinct_2': distinct_n([ids[p * shape[1] + k] for p, k in zip(rows, pick)], 2)})
     return points
 
-# %% ../nbs/08a_frontier.ipynb #a9c0cad0
+# %% ../nbs/08a_frontier.ipynb #32bd8aa0
 def evaluate_point(policy, models, prompts, cfg: RunConfig) -> dict:
     "KL, rewards under both scorers and distinct-2 of `policy`'s samples of the held-out `prompts`."
     was_training = policy.training
@@ -162,7 +162,7 @@ class CheckpointEval(TrainerCallback):
             self.points.append({'step': state.global_step, **self.evaluate(self.policy)})
             self.seconds += time.time() - t0
 
-# %% ../nbs/08a_frontier.ipynb #30384b0b
+# %% ../nbs/08a_frontier.ipynb #6bc22f7f
 def offline_config(run: FrontierRun, cfg: RunConfig, steps: int) -> tuple[RunConfig, dict]:
     "The `RunConfig` and `make_trainer` keywords of one offline run."
     sub = replace(cfg, max_steps=steps, learning_rate=run.learning_rate, save_steps=steps + 1, wandb_mode='disabled',
@@ -216,7 +216,7 @@ def train_rloo(run: FrontierRun, cfg: RunConfig, models, train_prompts, prompts,
     trainer.train()
     return evals.points, trainer.state.log_history, evals.seconds
 
-# %% ../nbs/08a_frontier.ipynb #3affe09b
+# %% ../nbs/08a_frontier.ipynb #0dba5303
 def _run_key(base_hash: str, run: FrontierRun, cfg: RunConfig, steps: int, n_prompts: int) -> str:
     "The fingerprint of one run's result: what it was trained and evaluated on, and how."
     spec = {'base': base_hash, 'method': run.method, 'value': run.value, 'lr': run.learning_rate, 'steps': steps,
@@ -240,7 +240,16 @@ def _cached(path: Path, key: str, name: str, compute) -> dict:
     _log(f"{name}: finished in {result['seconds']} s ({len(points)} points)")
     return result
 
-# %% ../nbs/08a_frontier.ipynb #f75c9013
+# %% ../nbs/08a_frontier.ipynb #2789a4a8
+def _kind(run: FrontierRun) -> str: return run.method if run.method in ('rloo', 'best_of_n') else 'offline'
+
+def _eta(remaining: list[FrontierRun], paced: dict) -> str:
+    "The time the `remaining` runs take at the mean pace of the runs of their kind timed so far."
+    mean = {k: sum(v) / len(v) for k, v in paced.items()}
+    fallback = sum(sum(v) for v in paced.values()) / sum(len(v) for v in paced.values())
+    seconds = sum(mean.get(_kind(r), fallback) for r in remaining)
+    return f'about {seconds / 60:.0f} min left at the pace of the runs so far'
+
 def _points(run: FrontierRun, result: dict) -> list[dict]:
     "The run's points with the fields that say which method, setting and run they belong to."
     out = []
@@ -270,8 +279,8 @@ def run_frontier(cfg: RunConfig, force: bool = False) -> list[dict]:
                         'reference', evaluate_reference)
     points = [{'method': 'reference', 'label': 'reference (SFT model)', 'setting': '-', 'learning_rate': None,
                'run': 'reference', **reference['points'][0]}]
-    timings = {'reference': reference['seconds']}
-    for r in runs:
+    timings, paced = {'reference': reference['seconds']}, {}
+    for i, r in enumerate(runs):
         out_dir = root/'runs'/r.name
         def compute(r=r, out_dir=out_dir):
             if r.method == 'best_of_n': return best_of_n_points(cfg, models, eval_prompts, cfg.frontier_bon_n), None, {}
@@ -279,9 +288,12 @@ def run_frontier(cfg: RunConfig, force: bool = False) -> list[dict]:
             data = prompts['train'] if r.method == 'rloo' else pairs
             points, history, eval_seconds = train(r, cfg, models, data, eval_prompts, steps, out_dir)
             return points, history, {'steps': steps, 'eval_seconds': round(eval_seconds, 2)}
+        t0 = time.time()
         result = _cached(out_dir/'result.json', _run_key(run.hash, r, cfg, steps, n_eval), r.name, compute)
         points += _points(r, result)
         timings[r.name] = result['seconds']
+        if time.time() - t0 > 0.5 * result['seconds']: paced.setdefault(_kind(r), []).append(result['seconds'])
+        if paced and i + 1 < len(runs): _log(f'{i + 1} of {len(runs)} runs done; ' + _eta(runs[i + 1:], paced))
     write_frontier(root, points, cfg, {
         'steps': steps, 'checkpoints': checkpoint_steps(steps, cfg.frontier_eval_every), 'eval_prompts': n_eval,
         'train_pairs': len(pairs['train']), 'train_prompts': len(prompts['train']), 'runs': len(runs) + 1,
@@ -293,7 +305,7 @@ def run_frontier(cfg: RunConfig, force: bool = False) -> list[dict]:
     _log(f"finished: {len(points)} points from {len(runs)} runs in {time.time() - started:.0f} s; see {root}/frontier.png")
     return points
 
-# %% ../nbs/08a_frontier.ipynb #f5e71a40
+# %% ../nbs/08a_frontier.ipynb #e293d3f6
 def write_frontier(root: Path, points: list[dict], cfg: RunConfig, summary: dict):
     "Write points.json, frontier.png, table.md and summary.json under `root`."
     write_json(root/'points.json', points)
