@@ -7,7 +7,7 @@ __all__ = ['METHODS', 'LABELS', 'SETTINGS', 'TRAINED', 'check_frontier', 'Fronti
            'checkpoint_steps', 'best_of_n_kl', 'best_of_n_points', 'evaluate_point', 'CheckpointEval', 'offline_config',
            'train_offline', 'train_rloo', 'run_frontier', 'write_frontier']
 
-# %% ../nbs/08a_frontier.ipynb #18f4c2d4
+# %% ../nbs/08a_frontier.ipynb #38e4ab5b
 import copy, hashlib, json, math, os, time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +22,7 @@ from .training import make_trainer
 from .pipeline import (RunError, run_pipeline, run_prompts, run_triplets, setup_models, write_json,
                                write_report)
 
-# %% ../nbs/08a_frontier.ipynb #03e42096
+# %% ../nbs/08a_frontier.ipynb #43a7a353
 METHODS = ('dpo', 'ipo', 'hinge', 'cdpo', 'preferred_ft', 'unlikelihood', 'best_of_n', 'rloo')
 LABELS = {'dpo': 'DPO', 'ipo': 'IPO', 'hinge': 'hinge (SLiC)', 'cdpo': 'conservative DPO', 'preferred_ft': 'Preferred-FT',
           'unlikelihood': 'Unlikelihood', 'best_of_n': 'Best-of-N', 'rloo': 'RLOO (online RL)'}
@@ -66,7 +66,7 @@ def check_frontier(cfg: RunConfig) -> RunConfig:
              'which samples that many completions of each prompt in a batch', cfg.train_batch_size)
     return cfg
 
-# %% ../nbs/08a_frontier.ipynb #24873962
+# %% ../nbs/08a_frontier.ipynb #066a9b7d
 @dataclass(frozen=True)
 class FrontierRun:
     "One training run of the frontier (for `best_of_n`: the sweep over N, which trains nothing)."
@@ -97,7 +97,7 @@ def frontier_runs(cfg: RunConfig) -> list[FrontierRun]:
         runs += [FrontierRun(m, v, float(lr)) for v in values for lr in lrs]
     return runs
 
-# %% ../nbs/08a_frontier.ipynb #4e01fca1
+# %% ../nbs/08a_frontier.ipynb #beadadac
 def frontier_steps(cfg: RunConfig, n_pairs: int) -> int:
     "Optimizer steps of every trained run of `cfg`, given `n_pairs` train pairs."
     if cfg.frontier_steps: return cfg.frontier_steps
@@ -109,13 +109,13 @@ def checkpoint_steps(steps: int, every: int) -> list[int]:
     "The steps at which a run of `steps` steps is evaluated: every `every`, and the last."
     return sorted(set(range(every, steps + 1, every)) | {steps})
 
-# %% ../nbs/08a_frontier.ipynb #3f27d112
+# %% ../nbs/08a_frontier.ipynb #f8795ffe
 def best_of_n_kl(n: int) -> float:
     "KL(best-of-n || reference) $= \\log n - (n-1)/n$ (Stiennon et al. 2020; an upper bound, Beirami et al. 2024)."
     if n < 1: raise ValueError(f"best_of_n_kl: n must be >= 1, got {n}")
     return math.log(n) - (n - 1) / n
 
-# %% ../nbs/08a_frontier.ipynb #e3bf3399
+# %% ../nbs/08a_frontier.ipynb #4bb776c2
 def _texts(samples, target: str) -> list[str]:
     return samples['completion'] if target == 'completion' else [p + c for p, c in zip(samples['prompt'], samples['completion'])]
 
@@ -137,7 +137,7 @@ def best_of_n_points(cfg: RunConfig, models, prompts, ns: list[int]) -> list[dic
                        'distinct_2': distinct_n([ids[p * shape[1] + k] for p, k in zip(rows, pick)], 2)})
     return points
 
-# %% ../nbs/08a_frontier.ipynb #32bd8aa0
+# %% ../nbs/08a_frontier.ipynb #fd6f0d48
 def evaluate_point(policy, models, prompts, cfg: RunConfig) -> dict:
     "KL, rewards under both scorers and distinct-2 of `policy`'s samples of the held-out `prompts`."
     was_training = policy.training
@@ -162,7 +162,7 @@ class CheckpointEval(TrainerCallback):
             self.points.append({'step': state.global_step, **self.evaluate(self.policy)})
             self.seconds += time.time() - t0
 
-# %% ../nbs/08a_frontier.ipynb #6bc22f7f
+# %% ../nbs/08a_frontier.ipynb #935e3582
 def offline_config(run: FrontierRun, cfg: RunConfig, steps: int) -> tuple[RunConfig, dict]:
     "The `RunConfig` and `make_trainer` keywords of one offline run."
     sub = replace(cfg, max_steps=steps, learning_rate=run.learning_rate, save_steps=steps + 1, wandb_mode='disabled',
@@ -216,7 +216,7 @@ def train_rloo(run: FrontierRun, cfg: RunConfig, models, train_prompts, prompts,
     trainer.train()
     return evals.points, trainer.state.log_history, evals.seconds
 
-# %% ../nbs/08a_frontier.ipynb #0dba5303
+# %% ../nbs/08a_frontier.ipynb #149bbbc0
 def _run_key(base_hash: str, run: FrontierRun, cfg: RunConfig, steps: int, n_prompts: int) -> str:
     "The fingerprint of one run's result: what it was trained and evaluated on, and how."
     spec = {'base': base_hash, 'method': run.method, 'value': run.value, 'lr': run.learning_rate, 'steps': steps,
@@ -240,7 +240,7 @@ def _cached(path: Path, key: str, name: str, compute) -> dict:
     _log(f"{name}: finished in {result['seconds']} s ({len(points)} points)")
     return result
 
-# %% ../nbs/08a_frontier.ipynb #2789a4a8
+# %% ../nbs/08a_frontier.ipynb #a7741efe
 def _kind(run: FrontierRun) -> str: return run.method if run.method in ('rloo', 'best_of_n') else 'offline'
 
 def _eta(remaining: list[FrontierRun], paced: dict) -> str:
@@ -305,7 +305,7 @@ def run_frontier(cfg: RunConfig, force: bool = False) -> list[dict]:
     _log(f"finished: {len(points)} points from {len(runs)} runs in {time.time() - started:.0f} s; see {root}/frontier.png")
     return points
 
-# %% ../nbs/08a_frontier.ipynb #e293d3f6
+# %% ../nbs/08a_frontier.ipynb #1289c6c7
 def write_frontier(root: Path, points: list[dict], cfg: RunConfig, summary: dict):
     "Write points.json, frontier.png, table.md and summary.json under `root`."
     write_json(root/'points.json', points)
