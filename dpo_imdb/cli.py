@@ -57,6 +57,7 @@ def dataclass_flags(dc, title: str, aliases: dict | None = None) -> argparse.Arg
 # %% ../nbs/10_cli.ipynb #894ad544
 STAGE_COMMANDS = ('prompts', 'generate', 'score', 'triplets', 'train', 'evaluate')
 COMMANDS = {'run': 'run every stage', 'demo': 'the offline demo (= run --preset demo)', 'sweep': 'train at several betas',
+            'frontier': 'every method at several settings: reward vs KL (08a_frontier)',
             'config': 'print the resolved config as JSON (a file that --config reads back)',
             **{s: f'run up to the {s} stage' for s in STAGE_COMMANDS}}
 FIELDS_EPILOG = """Every RunConfig field is a flag. A run's config is the preset, then the fields of the --config file,
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(to_dict(cfg), indent=2)); return 0
         from dpo_imdb.pipeline import run_pipeline, run_sweep
         if args.command == 'sweep': run_sweep(cfg, force=args.force)
+        elif args.command == 'frontier':
+            from dpo_imdb.frontier import run_frontier
+            run_frontier(cfg, force=args.force)
         else:
             stop = args.command if args.command in STAGE_COMMANDS else 'evaluate'
             run = run_pipeline(cfg, force=args.force, stop_after=stop)

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['LOSS_TYPES', 'PAIRINGS', 'SCORE_TARGETS', 'REF_LOGPS', 'WANDB_MODES', 'DEVICES', 'PRECISIONS', 'INDEPENDENT_SCORERS',
-           'PRESETS', 'SMOKE', 'BOOKKEEPING', 'ConfigError', 'knob', 'RunConfig', 'validate_config', 'smoke',
-           'from_preset', 'to_dict', 'save_config', 'read_config_file', 'load_config', 'config_hash']
+           'PRESETS', 'SMOKE', 'FRONTIER_FIELDS', 'BOOKKEEPING', 'ConfigError', 'knob', 'RunConfig', 'validate_config',
+           'smoke', 'from_preset', 'to_dict', 'save_config', 'read_config_file', 'load_config', 'config_hash']
 
 # %% ../nbs/00_config.ipynb #454752b4
 import hashlib, json, types, typing
@@ -98,6 +98,24 @@ class RunConfig:
     eval_top_k: int = knob(0, 'top-k filter of the evaluation (0 = none)')
     eval_top_p: float = knob(1.0, 'nucleus filter of the evaluation (1 = none)')
     betas_sweep: list[float] = knob([0.05, 0.1, 0.5], "the `sweep` command's beta values")
+    # -- reward-vs-KL frontier (`dpo-imdb frontier`, the DPO paper's Figure 2); read by that command only
+    frontier_methods: list[str] = knob(['dpo', 'ipo', 'hinge', 'cdpo', 'preferred_ft', 'unlikelihood', 'best_of_n', 'rloo'],
+                                       "methods on the frontier: dpo, ipo, hinge, cdpo (conservative DPO), preferred_ft, "
+                                       "unlikelihood, best_of_n, rloo (online RL with the training scorer as reward)")
+    frontier_betas: list[float] = knob([0.05, 0.1, 1.0, 5.0], 'beta values of dpo (the DPO paper sweeps these)')
+    frontier_ipo_betas: list[float] = knob([0.1, 1.0], "beta values of ipo (the IPO paper's tau)")
+    frontier_hinge_betas: list[float] = knob([0.1, 1.0], 'beta values of hinge')
+    frontier_cdpo_betas: list[float] = knob([0.1, 1.0], 'beta values of cdpo')
+    frontier_label_smoothing: float = knob(0.2, 'cdpo: assumed probability that a preference label is flipped')
+    frontier_ul_alphas: list[float] = knob([0.05, 0.1, 0.5, 1.0], "unlikelihood: weights of the rejected-token term "
+                                           "(the DPO paper's values)")
+    frontier_bon_n: list[int] = knob([1, 2, 4, 8, 16], 'best_of_n: reference samples the training scorer picks from')
+    frontier_rl_betas: list[float] = knob([0.01, 0.03, 0.1], 'rloo: KL coefficients (the reward is score - coef x KL)')
+    frontier_learning_rates: list[float] = knob([2.5e-6, 5e-6, 1e-5], 'learning rates each trained method and setting is '
+                                                'run at (empty: learning_rate alone)')
+    frontier_steps: int = knob(0, 'optimizer steps of every trained run (0: as max_steps or num_epochs say)')
+    frontier_eval_every: int = knob(100, 'evaluate every run every this many steps and at its last step (the paper: 100)')
+    frontier_eval_prompts: int = knob(0, 'held-out prompts per evaluation point (0: all n_eval_prompts)')
     # -- bookkeeping
     seed: int = knob(0, 'seed of everything: prompts, sampling, SFT, training')
     out_dir: str = knob('runs/colab', 'run directory')
@@ -192,7 +210,10 @@ PRESETS: dict[str, dict] = {
         n_train_prompts=3000, n_eval_prompts=200, max_new_tokens=24, gen_batch_size=128, chunk_prompts=256,
         score_batch_size=256, pairing='best_vs_worst', beta=0.5, learning_rate=4e-4, num_epochs=2.0,
         train_batch_size=32, eval_batch_size=64, warmup_ratio=0.05, max_length=40, logging_steps=5, eval_steps=20,
-        save_steps=40, betas_sweep=[0.1, 0.5, 2.0], out_dir='runs/demo', device='cpu'),
+        save_steps=40, betas_sweep=[0.1, 0.5, 2.0], out_dir='runs/demo', device='cpu',
+        frontier_betas=[0.1, 1.0], frontier_ipo_betas=[2.0], frontier_hinge_betas=[0.5], frontier_cdpo_betas=[0.5],
+        frontier_ul_alphas=[0.5], frontier_rl_betas=[0.05], frontier_learning_rates=[1e-4, 4e-4], frontier_steps=60,
+        frontier_eval_every=20),
     'test': dict(
         policy='tiny-gpt2', tokenizer='train', scorer='tfidf', data='synthetic',
         tokenizer_vocab_size=512, sft_steps=20, sft_lr=2e-3, sft_batch_size=16, sft_max_length=32,
@@ -200,11 +221,22 @@ PRESETS: dict[str, dict] = {
         score_batch_size=64,
         beta=0.1, learning_rate=1e-3, num_epochs=1.0, max_steps=4, train_batch_size=8, eval_batch_size=8,
         max_length=24, logging_steps=1, eval_steps=2, save_steps=2, betas_sweep=[0.1, 0.5],
-        out_dir='runs/test', device='cpu', wandb_mode='disabled'),
+        out_dir='runs/test', device='cpu', wandb_mode='disabled',
+        frontier_methods=['dpo', 'rloo'], frontier_betas=[0.1, 0.5], frontier_rl_betas=[0.05, 0.2],
+        frontier_learning_rates=[], frontier_steps=4, frontier_eval_every=2),
     'gpu': dict(
         scorer='tfidf', sft_steps=2000, sft_lr=6e-4, sft_batch_size=64, sft_max_length=128, sft_reviews=75_000,
         n_train_prompts=10_000, gen_batch_size=1024, chunk_prompts=2048, score_batch_size=1024,
         learning_rate=1e-5, train_batch_size=64, eval_batch_size=128, eval_steps=50, save_steps=100, out_dir='runs/gpu'),
+    'paper': dict(
+        policy='gpt2-large', scorer='siebert/sentiment-roberta-large-english', sft_steps=391, sft_lr=2e-5,
+        sft_batch_size=64, sft_max_length=256, sft_reviews=25_000, n_train_prompts=25_000, n_eval_prompts=500,
+        completions_per_prompt=4, pairing='all_pairs', gen_batch_size=512, chunk_prompts=2048, score_batch_size=256,
+        learning_rate=1e-6, train_batch_size=64, eval_batch_size=64, warmup_ratio=0.06, eval_steps=200, save_steps=500,
+        frontier_betas=[0.05, 0.1, 1.0, 5.0], frontier_ipo_betas=[0.1, 1.0], frontier_hinge_betas=[0.1, 1.0],
+        frontier_cdpo_betas=[0.1, 1.0],
+        frontier_ul_alphas=[0.05, 0.1, 0.5, 1.0], frontier_rl_betas=[0.01, 0.03, 0.1], frontier_learning_rates=[1e-6, 3e-6],
+        frontier_eval_every=100, frontier_eval_prompts=256, out_dir='runs/paper'),
 }
 
 SMOKE = dict(max_reviews=300, sft_reviews=64, sft_batch_size=2, sft_max_length=32, n_train_prompts=8, n_eval_prompts=4,
@@ -257,7 +289,8 @@ def load_config(path) -> RunConfig:
     return _from_mapping(read_config_file(path))
 
 # %% ../nbs/00_config.ipynb #39df12d6
-BOOKKEEPING = ('name', 'out_dir', 'wandb_mode', 'wandb_project')
+FRONTIER_FIELDS = tuple(f.name for f in fields(RunConfig) if f.name.startswith('frontier_'))
+BOOKKEEPING = ('name', 'out_dir', 'wandb_mode', 'wandb_project', *FRONTIER_FIELDS)
 
 def config_hash(cfg: RunConfig, keys: typing.Iterable[str] | None = None) -> str:
     "Short sha256 of the fields in `keys` (default: all but `BOOKKEEPING`)."

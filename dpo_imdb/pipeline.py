@@ -435,6 +435,9 @@ def write_report(run: RunDir) -> Path:
                   '', '### Samples (same prompt, same seed)', '', (run.path('evaluate')/'samples.md').read_text()]
     if (run.root/'sweep'/'frontier.png').exists():
         lines += ['', '## Reward vs KL', '', '![frontier](sweep/frontier.png)']
+    if (run.root/'frontier'/'frontier.png').exists():
+        lines += ['', '## Reward vs KL: every method (`dpo-imdb frontier`)', '', '![frontier](frontier/frontier.png)']
+        if (run.root/'frontier'/'table.md').exists(): lines += ['', (run.root/'frontier'/'table.md').read_text()]
     if run.done('train'): write_model_card(run.root)         # train/model/README.md, with the evaluation once it ran
     path = run.root/'report.md'
     with _writing(path): path.write_text('\n'.join(lines) + '\n')
@@ -454,6 +457,12 @@ def run_sweep(cfg: RunConfig, force: bool = False) -> list[dict]:
         metrics = run_evaluate(sub_cfg, sub, models, policy, prompts)
         points.append({'beta': float(beta), **metrics})
     write_json(run.root/'sweep'/'points.json', points)
-    plot_frontier(points, run.root/'sweep'/'frontier.png')
+    kl = 'kl' if 'kl' in points[0] else 'sampling_kl'
+    ref = {'method': 'reference', 'kl': 0.0, 'reward': points[0]['reference/pos_prob'],
+           'independent_reward': points[0].get('independent/reference/pos_prob')}
+    plot_frontier([ref] + [{'method': 'dpo', 'label': 'DPO, final checkpoints', 'run': f"beta={p['beta']:g}",
+                            'kl': p[kl], 'reward': p['policy/pos_prob'],
+                            'independent_reward': p.get('independent/policy/pos_prob')} for p in points],
+                  run.root/'sweep'/'frontier.png', title='Beta sweep')
     write_report(run)
     return points

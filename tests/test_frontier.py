@@ -1,0 +1,59 @@
+"""`dpo-imdb frontier`: every method trained and evaluated at several settings and checkpoints, the DPO paper's Figure 2.
+
+The `test` preset asks for 2 methods (DPO and online RL) at 2 settings each, evaluated at 2 checkpoints; the test
+runs the command and checks the points file and the plot. A bad method name or an empty setting list must give one
+line and exit status 2.
+"""
+import json, struct, subprocess
+from collections import defaultdict
+import pytest
+from conftest import cli
+from dpo_imdb.config import from_preset, save_config
+
+FIELDS = {'method', 'setting', 'run', 'step', 'kl', 'reward', 'independent_reward', 'distinct_2'}
+
+def _png_size(path) -> tuple[int, int]:
+    "Width and height of a PNG, from its IHDR chunk."
+    head = path.read_bytes()[:24]
+    assert head[:8] == b'\x89PNG\r\n\x1a\n', 'not a PNG file'
+    return struct.unpack('>II', head[16:24])
+
+@pytest.mark.slow
+def test_frontier_test_preset(tmp_path):
+    out = tmp_path/'run'
+    res = subprocess.run(cli('frontier', '--preset', 'test', '--out', str(out)), capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    points = json.loads((out/'frontier'/'points.json').read_text())
+    assert all(FIELDS <= set(p) for p in points), [sorted(set(p)) for p in points][:2]
+    runs = defaultdict(list)
+    for p in points: runs[(p['method'], p['setting'])].append(p['step'])
+    settings = defaultdict(set)
+    for method, setting in runs: settings[method].add(setting)
+    assert set(settings) == {'reference', 'dpo', 'rloo'}, dict(settings)
+    assert settings['dpo'] == {'beta=0.1', 'beta=0.5'} and settings['rloo'] == {'kl_coef=0.05', 'kl_coef=0.2'}
+    for (method, setting), steps in runs.items():
+        assert sorted(steps) == ([0] if method == 'reference' else [2, 4]), (method, setting, steps)
+    reference = next(p for p in points if p['method'] == 'reference')
+    assert abs(reference['kl']) < 1e-6
+    assert all(p['kl'] >= 0 and 0 <= p['reward'] <= 1 and 0 <= p['independent_reward'] <= 1 for p in points)
+    assert any(p['kl'] > 1e-3 for p in points if p['method'] == 'dpo')   # training moved the policy
+    width, height = _png_size(out/'frontier'/'frontier.png')
+    assert width > 2 * height, (width, height)                          # two panels side by side
+    assert (out/'frontier'/'frontier.png').stat().st_size > 20_000
+    assert 'DPO' in (out/'frontier'/'table.md').read_text()
+    summary = json.loads((out/'frontier'/'summary.json').read_text())
+    assert summary['checkpoints'] == [2, 4] and summary['runs'] == 5
+    assert 'frontier/frontier.png' in (out/'report.md').read_text()
+
+@pytest.mark.parametrize('change, message', [
+    ({'frontier_methods': ['dpo', 'ppo']}, "RunConfig.frontier_methods has an unknown method 'ppo': choose from dpo, "),
+    ({'frontier_betas': []}, "RunConfig.frontier_betas is empty, but frontier_methods includes 'dpo'"),
+    ({'frontier_rl_betas': []}, "RunConfig.frontier_rl_betas is empty, but frontier_methods includes 'rloo'"),
+])
+def test_frontier_bad_settings(tmp_path, change, message):
+    config = save_config(from_preset('test', out_dir=str(tmp_path/'run'), **change), tmp_path/'config.json')
+    res = subprocess.run(cli('frontier', '--config', str(config)), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('dpo-imdb: error: ' + message), res.stderr
+    assert 'Traceback' not in res.stderr and not (tmp_path/'run').exists()   # refused before any work
