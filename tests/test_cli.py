@@ -234,7 +234,8 @@ def test_a_plain_trl_dpo_trainer_accepts_the_pairs(finished_run, tmp_path):
     from dpo_imdb.hub import export_pairs
     model = str(finished_run/'train'/'model')                    # a tiny GPT-2 and its tokenizer
     saved = load_from_disk(str(finished_run/'triplets'/'pairs'))
-    exported = load_dataset(str(export_pairs(finished_run, tmp_path/'pairs')))    # what `trl dpo --dataset_name` does
+    # what `trl dpo --dataset_name` does; a fresh cache, since datasets keys a local folder's cache by its name alone
+    exported = load_dataset(str(export_pairs(finished_run, tmp_path/'pairs')), cache_dir=str(tmp_path/'hf-cache'))
     assert {s: exported[s].to_list() for s in saved} == {s: saved[s].to_list() for s in saved}
     for i, pairs in enumerate((saved, exported)):
         args = DPOConfig(output_dir=str(tmp_path/f'out{i}'), max_steps=1, per_device_train_batch_size=4, logging_steps=1,
