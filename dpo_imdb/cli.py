@@ -56,3 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         if type(e).__name__ != 'RunError': raise
         print(f'dpo-imdb: error: {e}', file=sys.stderr); return 2
     return 0
+
+# %% ../nbs/10_cli.ipynb #3af95edd
+#| eval: false
+if __name__ == '__main__': sys.exit(main())
