@@ -394,7 +394,7 @@ def run_evaluate(cfg: RunConfig, run: RunDir, models: Models, policy, prompts: D
         run.finish(stage, started, **{k: v for k, v in res.metrics.items()
                                       if k in ('n_prompts', 'pos_prob_gain', 'win_rate', 'kl', 'sampling_kl')})
     _sync(stage)
-    return json.loads((d/'metrics.json').read_text())
+    return res.metrics if is_main() else json.loads((d/'metrics.json').read_text())
 
 # %% ../nbs/08_pipeline.ipynb #0286e15a
 STAGES = ('setup', 'prompts', 'generate', 'score', 'triplets', 'train', 'evaluate')
