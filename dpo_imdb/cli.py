@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == 'config':
             print(json.dumps(to_dict(cfg), indent=2)); return 0
         from dpo_imdb.pipeline import run_pipeline, run_sweep
+        from dpo_imdb.distributed import is_main
         if args.command == 'sweep': run_sweep(cfg, force=args.force)
         elif args.command == 'frontier':
             from dpo_imdb.frontier import run_frontier
@@ -146,10 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             stop = args.command if args.command in STAGE_COMMANDS else 'evaluate'
             run = run_pipeline(cfg, force=args.force, stop_after=stop)
-            print(f'dpo-imdb: {stop} finished: see {run.root}/report.md')
+            if is_main(): print(f'dpo-imdb: {stop} finished: see {run.root}/report.md')   # once, not per process
     except (ConfigError, OSError, ValueError) as e:
         print(f'dpo-imdb: error: {e}', file=sys.stderr); return 2
     except RuntimeError as e:
         if type(e).__name__ not in ('RunError', 'HubError'): raise
         print(f'dpo-imdb: error: {e}', file=sys.stderr); return 2
     return 0
+
+# %% ../nbs/10_cli.ipynb #3af95edd
+#| eval: false
+if __name__ == '__main__': sys.exit(main())

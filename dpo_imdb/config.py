@@ -81,7 +81,7 @@ class RunConfig:
     learning_rate: float = knob(5e-6, 'peak learning rate of DPO')
     num_epochs: float = knob(1.0, 'passes over the train pairs')
     max_steps: int = knob(-1, 'optimizer steps (-1 = run num_epochs)')
-    train_batch_size: int = knob(32, 'pairs per optimizer step (per device, before accumulation)')
+    train_batch_size: int = knob(32, 'pairs per optimizer step over all processes, before accumulation')
     eval_batch_size: int = knob(64, 'pairs per eval batch')
     grad_accum_steps: int = knob(1, 'micro-batches accumulated per optimizer step')
     warmup_ratio: float = knob(0.1, 'share of steps with a linear learning-rate warm-up')

@@ -16,6 +16,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 from .config import ConfigError, RunConfig, to_dict
+from .distributed import world_size
 from .generation import generate_completions, sampling_from_config
 from .evaluation import distinct_n, evaluate_policy, frontier_table, markdown_table, plot_frontier
 from .training import make_trainer
@@ -264,6 +265,9 @@ def _points(run: FrontierRun, result: dict) -> list[dict]:
 def run_frontier(cfg: RunConfig, force: bool = False) -> list[dict]:
     "Train and evaluate every method of `cfg.frontier_methods`; write RUN/frontier/ (points, figure, table, summary)."
     runs = frontier_runs(cfg)                                             # a bad setting fails before any work
+    if world_size() > 1:
+        raise RunError(f"the frontier runs as one process (it was launched as {world_size()}): run the stages on several "
+                       "with `dpo-imdb run` first, then `dpo-imdb frontier` once; it reuses them")
     started, load_start = time.time(), os.getloadavg()
     run = run_pipeline(cfg, force=force, stop_after='triplets')
     models = setup_models(cfg, run)            # reloaded: the saved SFT model, whose path rloo reloads as its reference

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 from .config import *
+from .distributed import (
+    DistributedError, agree, barrier, init_distributed, is_main, local_device, per_device_batch, shard, world_size)
 
 # %% ../nbs/08_pipeline.ipynb #4791106d
 class RunError(RuntimeError):
@@ -66,11 +68,25 @@ def _gpu_memory(reset: bool = False) -> dict:
     if reset: torch.cuda.reset_peak_memory_stats(); return {}
     return {'peak_gpu_mb': round(torch.cuda.max_memory_allocated() / 2**20, 1)}
 
+def _sync(name: str):
+    "Wait for every process of the launch at `name` (07a_distributed); one process never waits."
+    try: barrier(name)
+    except DistributedError as e: raise RunError(str(e)) from None
+
+def _agree(value, name: str):
+    "The main process's `value`, on every process of the launch."
+    try: return agree(value, name)
+    except DistributedError as e: raise RunError(str(e)) from None
+
 class RunDir:
     "The directory of one run: its config, one folder per stage, and each stage's manifest."
     def __init__(self, cfg: RunConfig, root=None, force: bool = False, progress: bool = True):
         self.cfg, self.root, self.progress = cfg, Path(root or cfg.out_dir), progress   # progress: the stages' bars
         self.hash = config_hash(cfg)
+        if is_main(): self._open(force)              # several processes: the main one checks and writes config.json
+        _sync(f'open {self.root.name}')
+
+    def _open(self, force: bool):
         saved = self.root/'config.json'
         if saved.exists():
             try: old = load_config(saved)
@@ -81,7 +97,7 @@ class RunDir:
                                    f"start it again (its artifacts are deleted), or choose another --out")
                 shutil.rmtree(self.root)
         with _writing(self.root): self.root.mkdir(parents=True, exist_ok=True)
-        if not saved.exists(): write_json(saved, to_dict(cfg))          # atomic: never a half-written config.json
+        if not saved.exists(): write_json(saved, to_dict(self.cfg))     # atomic: never a half-written config.json
 
     def path(self, stage: str) -> Path: return self.root/stage
     def manifest(self, stage: str) -> dict | None:
@@ -93,7 +109,8 @@ class RunDir:
     def done(self, stage: str) -> bool: return self.manifest(stage) is not None
 
     def log(self, stage: str, event: str, **info):
-        "Print one line about `stage` and append it to the run's `stages.jsonl`, the record of what ran when."
+        "Print one line about `stage` and append it to the run's `stages.jsonl`, the record of what ran when (main process)."
+        if not is_main(): return
         seconds = info.get('seconds')
         print(f"dpo-imdb: {stage} " + {'start': 'started', 'reuse': 'finished earlier: reusing its artifact',
                                        'finish': f'finished in {seconds} s'}[event], flush=True)
@@ -102,16 +119,17 @@ class RunDir:
 
     def reuse(self, stage: str) -> bool:
         "Whether `stage` finished earlier with this config (then its artifact is reused); logs `reuse` or `start`."
-        done = self.done(stage)
+        done = _agree(self.done(stage) if is_main() else None, f'{stage}: start')   # every process takes one branch
         self.log(stage, 'reuse' if done else 'start')
         if not done: _gpu_memory(reset=True)                            # this stage's own peak
         return done
 
-    def finish(self, stage: str, started: float, **counts) -> dict:
-        "Write the stage's manifest (last, atomically): the stage is finished."
+    def finish(self, stage: str, started: float, **counts) -> dict | None:
+        "Write the stage's manifest (last, atomically): the stage is finished. Only the main process writes it."
+        if not is_main(): return None
         m = {'stage': stage, 'config_hash': self.hash, 'seconds': round(time.time() - started, 2),
-             'peak_rss_mb': round(peak_rss_mb(), 1), **_gpu_memory(), 'versions': _versions(), 'counts': counts,
-             'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S')}
+             'peak_rss_mb': round(peak_rss_mb(), 1), **_gpu_memory(), 'processes': world_size(), 'versions': _versions(),
+             'counts': counts, 'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S')}
         write_json(self.path(stage)/'manifest.json', m)
         self.log(stage, 'finish', seconds=m['seconds'])
         return m
@@ -206,18 +224,23 @@ def scorer_cards(cfg: RunConfig, reviews: DatasetDict, scorer, independent) -> d
             'independent_scorer': {'name': kind, 'fitted_on': f'{data} test split', 'accuracy': ind_acc,
                                    'measured_on': f'{ind_n} {data} train reviews'}}
 
+def _load_setup(cfg: RunConfig, run: RunDir, device, dtype) -> Models:
+    "The models that stage `setup` saved (or, for hub ids, named)."
+    d, m = run.path('setup'), run.manifest('setup')['counts']
+    tokenizer = load_tokenizer(str(d/'tokenizer'))
+    reference = load_policy(str(d/'reference') if m['reference_saved'] else cfg.policy, tokenizer, device=device)
+    scorer = load_scorer(str(d/'scorer') if m['scorer_saved'] else cfg.scorer, batch_size=cfg.score_batch_size,
+                         device=device, dtype=dtype)
+    return Models(tokenizer, reference, scorer, load_scorer(str(d/'independent_scorer')), device, dtype)
+
 def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None) -> Models:
-    "Build or load the tokenizer, reference policy and scorers of the run (stage `setup`)."
+    "Build or load the tokenizer, reference policy and scorers of the run (stage `setup`); several processes load what the main one built."
     d, started = run.path('setup'), time.time()
-    device = resolve_device(cfg.device)
+    device = local_device(resolve_device(cfg.device))               # several processes on one machine: one GPU each
     dtype = compute_dtype(cfg.precision, device)
-    if run.reuse('setup'):
-        m = run.manifest('setup')['counts']
-        tokenizer = load_tokenizer(str(d/'tokenizer'))
-        reference = load_policy(str(d/'reference') if m['reference_saved'] else cfg.policy, tokenizer, device=device)
-        scorer = load_scorer(str(d/'scorer') if m['scorer_saved'] else cfg.scorer, batch_size=cfg.score_batch_size,
-                             device=device, dtype=dtype)
-        return Models(tokenizer, reference, scorer, load_scorer(str(d/'independent_scorer')), device, dtype)
+    if run.reuse('setup'): return _load_setup(cfg, run, device, dtype)
+    if not is_main():
+        _sync('setup'); return _load_setup(cfg, run, device, dtype)
     reviews = reviews if reviews is not None else load_reviews(cfg)
     _check_reviews(cfg, reviews)
     independent_reviews = _independent_split(cfg, reviews)
@@ -243,6 +266,7 @@ def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None
         if sft_losses: write_json(tmp/'sft_losses.json', sft_losses)
     run.finish('setup', started, reference_saved=reference_saved, scorer_saved=scorer_saved, precision=str(dtype),
                sft_steps=cfg.sft_steps, sft_final_loss=float(np.mean(sft_losses[-20:])) if sft_losses else None)
+    _sync('setup')
     return Models(tokenizer, reference, scorer, independent, device, dtype)
 
 # %% ../nbs/08_pipeline.ipynb #225855ee
@@ -250,26 +274,29 @@ def run_prompts(cfg: RunConfig, run: RunDir, tokenizer, reviews: DatasetDict | N
     "Train and held-out prompts (stage `prompts`)."
     d = run.path('prompts')
     if run.reuse('prompts'): return load_from_disk(str(d/'dataset'))
-    started = time.time()
-    reviews = reviews if reviews is not None else load_reviews(cfg)
-    pool = concatenate_datasets([reviews[s] for s in ('train', 'unsup') if s in reviews])
-    prompts = prompts_from_config(pool, tokenizer, cfg)
-    with atomic_dir(d) as tmp: prompts.save_to_disk(str(tmp/'dataset'))
-    run.finish('prompts', started, n_train=len(prompts['train']), n_eval=len(prompts['eval']))
-    return prompts
+    if is_main():
+        started = time.time()
+        reviews = reviews if reviews is not None else load_reviews(cfg)
+        pool = concatenate_datasets([reviews[s] for s in ('train', 'unsup') if s in reviews])
+        prompts = prompts_from_config(pool, tokenizer, cfg)
+        with atomic_dir(d) as tmp: prompts.save_to_disk(str(tmp/'dataset'))
+        run.finish('prompts', started, n_train=len(prompts['train']), n_eval=len(prompts['eval']))
+    _sync('prompts')
+    return prompts if is_main() else load_from_disk(str(d/'dataset'))
 
 # %% ../nbs/08_pipeline.ipynb #b800dcb8
-def _chunked(run: RunDir, stage: str, n_rows: int, chunk: int, make) -> Dataset:
-    "Run `make(start, stop)` over row chunks, saving each finished chunk; reuse chunks from an earlier attempt."
+def _chunked(run: RunDir, stage: str, n_rows: int, chunk: int, make) -> Dataset | None:
+    "Run `make(start, stop)` over row chunks shared among the processes, saving each finished chunk; reuse chunks from an earlier attempt. The main process returns them all, merged in order."
     chunks_dir = run.path(stage)/'chunks'
-    parts = []
-    for start in range(0, n_rows, chunk):
-        stop = min(start + chunk, n_rows)
-        f = chunks_dir/f'{start:08d}-{stop:08d}'
-        if not (f/'dataset_info.json').exists():
-            part = make(start, stop)
-            with atomic_dir(f) as tmp: part.save_to_disk(str(tmp))
-        parts.append(load_from_disk(str(f)))
+    spans = [(start, min(start + chunk, n_rows)) for start in range(0, n_rows, chunk)]
+    folder = lambda start, stop: chunks_dir/f'{start:08d}-{stop:08d}'
+    todo = [span for span in spans if not (folder(*span)/'dataset_info.json').exists()] if is_main() else None
+    for start, stop in shard(_agree(todo, f'{stage}: chunks to make')):     # one list, shared out, on every process
+        part = make(start, stop)
+        with atomic_dir(folder(start, stop)) as tmp: part.save_to_disk(str(tmp))
+    _sync(f'{stage}: chunks made')
+    if not is_main(): return None
+    parts = [load_from_disk(str(folder(*span))) for span in spans]
     return concatenate_datasets(parts) if parts else make(0, 0)
 
 def _save_final(run: RunDir, stage: str, ds: Dataset):
@@ -278,30 +305,37 @@ def _save_final(run: RunDir, stage: str, ds: Dataset):
 # %% ../nbs/08_pipeline.ipynb #3e14fd0e
 def run_generate(cfg: RunConfig, run: RunDir, models: Models, prompts: DatasetDict) -> Dataset:
     "Sample `completions_per_prompt` completions per train prompt from the reference (stage `generate`)."
-    if run.reuse('generate'): return load_from_disk(str(run.path('generate')/'dataset'))
+    final = run.path('generate')/'dataset'
+    if run.reuse('generate'): return load_from_disk(str(final))
     started, train = time.time(), prompts['train']
     def make(start, stop):
         return generate_from_config(models.reference, models.tokenizer, train, cfg, models.dtype, start=start, stop=stop,
-                                    progress=run.progress)
+                                    progress=run.progress and is_main())
     completions = _chunked(run, 'generate', len(train), cfg.chunk_prompts, make)
-    _save_final(run, 'generate', completions)
-    run.finish('generate', started, n_prompts=len(train), n_completions=len(completions),
-               n_tokens=sum(map(len, completions['completion_ids'])))
-    return completions
+    if is_main():
+        _save_final(run, 'generate', completions)
+        run.finish('generate', started, n_prompts=len(train), n_completions=len(completions),
+                   n_tokens=sum(map(len, completions['completion_ids'])))
+    _sync('generate')
+    return completions if is_main() else load_from_disk(str(final))
 
 def run_score(cfg: RunConfig, run: RunDir, models: Models, completions: Dataset) -> Dataset:
     "Score every completion with the training scorer (stage `score`)."
-    if run.reuse('score'): return load_from_disk(str(run.path('score')/'dataset'))
+    final = run.path('score')/'dataset'
+    if run.reuse('score'): return load_from_disk(str(final))
     started = time.time()
     def make(start, stop):
         return score_completions(models.scorer, completions.select(range(start, stop)),
-                                 target=cfg.score_target, batch_size=cfg.score_batch_size, progress=run.progress)[0]
+                                 target=cfg.score_target, batch_size=cfg.score_batch_size,
+                                 progress=run.progress and is_main())[0]
     rows = cfg.chunk_prompts * cfg.completions_per_prompt
     scored = _chunked(run, 'score', len(completions), rows, make)
-    _save_final(run, 'score', scored)
-    run.finish('score', started, n_scored=len(scored), dropped_non_finite=len(completions) - len(scored),
-               mean_pos_prob=float(np.mean(scored['pos_prob'])) if len(scored) else None)
-    return scored
+    if is_main():
+        _save_final(run, 'score', scored)
+        run.finish('score', started, n_scored=len(scored), dropped_non_finite=len(completions) - len(scored),
+                   mean_pos_prob=float(np.mean(scored['pos_prob'])) if len(scored) else None)
+    _sync('score')
+    return scored if is_main() else load_from_disk(str(final))
 
 # %% ../nbs/08_pipeline.ipynb #806ec55a
 def split_pairs(triplets: Dataset, fraction: float, seed: int) -> DatasetDict:
@@ -319,21 +353,23 @@ def run_triplets(cfg: RunConfig, run: RunDir, scored: Dataset) -> DatasetDict:
     "Preference pairs from the ranked completions, split into train and eval (stage `triplets`)."
     d = run.path('triplets')
     if run.reuse('triplets'): return load_from_disk(str(d/'pairs'))
-    started = time.time()
-    triplets, stats = make_triplets(scored, pairing=cfg.pairing, min_margin=cfg.min_margin)
-    if len(triplets) == 0:
-        raise RunError(f"no preference pairs: {stats.prompts_without_pair} of {stats.n_prompts} prompts had no two "
-                       f"completions with different scores (ties: {stats.dropped_tie}, duplicates: "
-                       f"{stats.dropped_duplicate}, empty: {stats.dropped_empty}); sample more or longer completions "
-                       f"(completions_per_prompt, max_new_tokens, temperature) or lower min_margin")
-    pairs = split_pairs(triplets, cfg.eval_pair_fraction, cfg.seed)
-    with atomic_dir(d) as tmp:
-        save_triplets(triplets, tmp)
-        pairs.save_to_disk(str(tmp/'pairs'))
-        plot_margins(triplets, tmp/'margins.png')
-    run.finish('triplets', started, **{k: v for k, v in vars(stats).items()},
-               n_train_pairs=len(pairs['train']), n_eval_pairs=len(pairs['eval']))
-    return pairs
+    if is_main():
+        started = time.time()
+        triplets, stats = make_triplets(scored, pairing=cfg.pairing, min_margin=cfg.min_margin)
+        if len(triplets) == 0:
+            raise RunError(f"no preference pairs: {stats.prompts_without_pair} of {stats.n_prompts} prompts had no two "
+                           f"completions with different scores (ties: {stats.dropped_tie}, duplicates: "
+                           f"{stats.dropped_duplicate}, empty: {stats.dropped_empty}); sample more or longer completions "
+                           f"(completions_per_prompt, max_new_tokens, temperature) or lower min_margin")
+        pairs = split_pairs(triplets, cfg.eval_pair_fraction, cfg.seed)
+        with atomic_dir(d) as tmp:
+            save_triplets(triplets, tmp)
+            pairs.save_to_disk(str(tmp/'pairs'))
+            plot_margins(triplets, tmp/'margins.png')
+        run.finish('triplets', started, **{k: v for k, v in vars(stats).items()},
+                   n_train_pairs=len(pairs['train']), n_eval_pairs=len(pairs['eval']))
+    _sync('triplets')
+    return pairs if is_main() else load_from_disk(str(d/'pairs'))
 
 # %% ../nbs/08_pipeline.ipynb #b8c2e9aa
 def run_train(cfg: RunConfig, run: RunDir, models: Models, pairs: DatasetDict, stage: str = 'train'):
@@ -343,11 +379,12 @@ def run_train(cfg: RunConfig, run: RunDir, models: Models, pairs: DatasetDict, s
         started = time.time()
         # trl patches the forward of the models it is given (autocast, a fused LM head): give it copies
         ref_model = copy.deepcopy(models.reference) if cfg.ref_logps == 'model' else None
-        with _writing(d):                                              # disk full while checkpointing: a RunError
-            result = train_dpo(copy.deepcopy(models.reference), models.tokenizer, pairs['train'],
-                               pairs['eval'] if len(pairs['eval']) else None, cfg, out_dir=d, ref_model=ref_model,
-                               progress=run.progress)
+        with _writing(d):                                  # disk full while checkpointing: a RunError
+            result = train_dpo(copy.deepcopy(models.reference), models.tokenizer, pairs['train'],   # every process:
+                               pairs['eval'] if len(pairs['eval']) else None, cfg, out_dir=d,     # data-parallel
+                               ref_model=ref_model, progress=run.progress)
         run.finish(stage, started, global_step=result.global_step, n_train_pairs=len(pairs['train']))
+    _sync(stage)                                           # the main process saved the model: now everyone loads it
     # the plain saved model, whether trained just now or in an earlier process: both evaluate alike
     return load_policy(str(d/'model'), models.tokenizer, device=models.device)
 
@@ -355,19 +392,22 @@ def run_evaluate(cfg: RunConfig, run: RunDir, models: Models, policy, prompts: D
     "Compare policy and reference on the held-out prompts (stage `evaluate`); returns the metrics."
     d = run.path(stage)
     if run.reuse(stage): return json.loads((d/'metrics.json').read_text())
-    started = time.time()
-    res = evaluate_policy(policy, models.reference, models.tokenizer, prompts['eval'], models.scorer,
-                          independent_scorer=models.independent_scorer, sampling=sampling_from_config(cfg, evaluation=True),
-                          dtype=models.dtype, target=cfg.score_target, progress=run.progress)
-    with atomic_dir(d) as tmp:
-        write_json(tmp/'metrics.json', res.metrics)
-        res.samples.to_json(tmp/'samples.jsonl', orient='records', lines=True)
-        plot_sentiment(res, tmp/'sentiment.png')
-        plot_sentiment(res, tmp/'sentiment_independent.png', scorer_prefix='independent/')
-        (tmp/'samples.md').write_text(markdown_table(samples_table(res, k=12)) + '\n')
-    run.finish(stage, started, **{k: v for k, v in res.metrics.items()
-                                  if k in ('n_prompts', 'pos_prob_gain', 'win_rate', 'kl', 'sampling_kl')})
-    return res.metrics
+    if is_main():                                          # a few hundred prompts: the main process alone
+        started = time.time()
+        res = evaluate_policy(policy, models.reference, models.tokenizer, prompts['eval'], models.scorer,
+                              independent_scorer=models.independent_scorer,
+                              sampling=sampling_from_config(cfg, evaluation=True), dtype=models.dtype,
+                              target=cfg.score_target, progress=run.progress)
+        with atomic_dir(d) as tmp:
+            write_json(tmp/'metrics.json', res.metrics)
+            res.samples.to_json(tmp/'samples.jsonl', orient='records', lines=True)
+            plot_sentiment(res, tmp/'sentiment.png')
+            plot_sentiment(res, tmp/'sentiment_independent.png', scorer_prefix='independent/')
+            (tmp/'samples.md').write_text(markdown_table(samples_table(res, k=12)) + '\n')
+        run.finish(stage, started, **{k: v for k, v in res.metrics.items()
+                                      if k in ('n_prompts', 'pos_prob_gain', 'win_rate', 'kl', 'sampling_kl')})
+    _sync(stage)
+    return res.metrics if is_main() else json.loads((d/'metrics.json').read_text())
 
 # %% ../nbs/08_pipeline.ipynb #0286e15a
 STAGES = ('setup', 'prompts', 'generate', 'score', 'triplets', 'train', 'evaluate')
@@ -376,8 +416,11 @@ def run_pipeline(cfg: RunConfig, force: bool = False, stop_after: str = 'evaluat
     "Run (or resume) every stage of `cfg` up to `stop_after`; write `report.md`."
     if stop_after not in STAGES: raise ConfigError(f"unknown stage {stop_after!r}: choose one of {', '.join(STAGES)}")
     todo = STAGES[:STAGES.index(stop_after) + 1]
+    init_distributed(cpu=resolve_device(cfg.device).type == 'cpu')     # launched as N processes: join them (07a)
+    if 'train' in todo: per_device_batch(cfg.train_batch_size)          # a batch N cannot share: refused before any work
     run = RunDir(cfg, force=force, progress=progress)
-    reviews = None if run.done('setup') and run.done('prompts') else load_reviews(cfg)
+    # only the main process makes the setup and the prompts from the reviews
+    reviews = None if not is_main() or run.done('setup') and run.done('prompts') else load_reviews(cfg)
     models = setup_models(cfg, run, reviews)
     if 'prompts' in todo: prompts = run_prompts(cfg, run, models.tokenizer, reviews)
     if 'generate' in todo: completions = run_generate(cfg, run, models, prompts)
@@ -385,7 +428,8 @@ def run_pipeline(cfg: RunConfig, force: bool = False, stop_after: str = 'evaluat
     if 'triplets' in todo: pairs = run_triplets(cfg, run, scored)
     if 'train' in todo: policy = run_train(cfg, run, models, pairs)
     if 'evaluate' in todo: run_evaluate(cfg, run, models, policy, prompts)
-    write_report(run)
+    if is_main(): write_report(run)
+    _sync('report')
     return run
 
 # %% ../nbs/08_pipeline.ipynb #d45bdd51
@@ -456,13 +500,15 @@ def run_sweep(cfg: RunConfig, force: bool = False) -> list[dict]:
         policy = run_train(sub_cfg, sub, models, pairs)
         metrics = run_evaluate(sub_cfg, sub, models, policy, prompts)
         points.append({'beta': float(beta), **metrics})
-    write_json(run.root/'sweep'/'points.json', points)
-    kl = 'kl' if 'kl' in points[0] else 'sampling_kl'
-    ref = {'method': 'reference', 'kl': 0.0, 'reward': points[0]['reference/pos_prob'],
-           'independent_reward': points[0].get('independent/reference/pos_prob')}
-    plot_frontier([ref] + [{'method': 'dpo', 'label': 'DPO, final checkpoints', 'run': f"beta={p['beta']:g}",
-                            'kl': p[kl], 'reward': p['policy/pos_prob'],
-                            'independent_reward': p.get('independent/policy/pos_prob')} for p in points],
-                  run.root/'sweep'/'frontier.png', title='Beta sweep')
-    write_report(run)
+    if is_main():
+        write_json(run.root/'sweep'/'points.json', points)
+        kl = 'kl' if 'kl' in points[0] else 'sampling_kl'
+        ref = {'method': 'reference', 'kl': 0.0, 'reward': points[0]['reference/pos_prob'],
+               'independent_reward': points[0].get('independent/reference/pos_prob')}
+        plot_frontier([ref] + [{'method': 'dpo', 'label': 'DPO, final checkpoints', 'run': f"beta={p['beta']:g}",
+                                'kl': p[kl], 'reward': p['policy/pos_prob'],
+                                'independent_reward': p.get('independent/policy/pos_prob')} for p in points],
+                      run.root/'sweep'/'frontier.png', title='Beta sweep')
+        write_report(run)
+    _sync('sweep')
     return points

@@ -22,6 +22,7 @@ from trl import DPOConfig, DPOTrainer
 from .models import compute_dtype, resolve_device
 from .config import RunConfig
 from .loss import dpo_loss, unlikelihood_loss
+from .distributed import per_device_batch
 
 # %% ../nbs/06_training.ipynb #98ace4dd
 ID_COLUMNS = ('prompt_ids', 'chosen_ids', 'rejected_ids')
@@ -140,14 +141,16 @@ def dpo_config(cfg: RunConfig, out_dir, has_eval: bool, recorded: bool, report_t
         beta=cfg.beta, loss_type=[cfg.loss_type], label_smoothing=cfg.label_smoothing, max_length=cfg.max_length,
         precompute_ref_log_probs=recorded,
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.num_epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.train_batch_size, per_device_eval_batch_size=cfg.eval_batch_size,
+        per_device_train_batch_size=per_device_batch(cfg.train_batch_size),    # train_batch_size over all processes
+        per_device_eval_batch_size=cfg.eval_batch_size,
         gradient_accumulation_steps=cfg.grad_accum_steps, warmup_steps=cfg.warmup_ratio,   # a float < 1 is a ratio
         weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
         logging_strategy='steps' if cfg.logging_steps else 'no', logging_steps=cfg.logging_steps or 1,
         logging_first_step=True,
         eval_strategy='steps' if has_eval else 'no', eval_steps=cfg.eval_steps, eval_on_start=has_eval,
         save_strategy='steps', save_steps=cfg.save_steps, save_total_limit=2,
-        dataloader_num_workers=0, disable_tqdm=not progress)
+        dataloader_num_workers=0, disable_tqdm=not progress,
+        ddp_find_unused_parameters=False)              # DDP: every GPT-2 weight gets a gradient, no need to search
 
 # %% ../nbs/06_training.ipynb #8203e025
 def _check_triplets(ds: Dataset | None, name: str, cfg: RunConfig) -> Dataset | None:
@@ -275,6 +278,12 @@ def _restore_finished(trainer, checkpoint):
     load_model(trainer.model, str(Path(checkpoint) / 'model.safetensors'), device=str(trainer.model.device))
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / 'trainer_state.json'))
 
+def _save_model(trainer, tokenizer, path: Path):
+    "Save the trained policy once, as a plain checkpoint: gathered from its shards under ZeRO-3 / FSDP, by the main process."
+    if trainer.model_wrapped is not trainer.model: trainer.save_model(str(path))      # DDP / DeepSpeed / FSDP: collective
+    elif trainer.is_world_process_zero(): trainer.model.save_pretrained(path)
+    if trainer.is_world_process_zero(): tokenizer.save_pretrained(path)
+
 def train_dpo(policy: PreTrainedModel, tokenizer, train_triplets: Dataset, eval_triplets: Dataset | None, cfg: RunConfig,
               out_dir, ref_model: PreTrainedModel | None = None, resume: bool = True, callbacks: list | None = None,
               progress: bool = True) -> TrainResult:
@@ -290,9 +299,9 @@ def train_dpo(policy: PreTrainedModel, tokenizer, train_triplets: Dataset, eval_
         else: trainer.train(resume_from_checkpoint=last)
         evaluated = any(e.get('step') == trainer.state.global_step and 'eval_loss' in e for e in trainer.state.log_history)
         if eval_triplets is not None and not evaluated: trainer.evaluate()      # the curves end with a held-out point
-    trainer.model.save_pretrained(out_dir / 'model')
-    tokenizer.save_pretrained(out_dir / 'model')
+    _save_model(trainer, tokenizer, out_dir / 'model')
     history = history_from_log(trainer.state.log_history)
-    save_history(history, out_dir)
-    plt.close(plot_history(history, out_dir))
+    if trainer.is_world_process_zero():                   # several processes: the main one writes
+        save_history(history, out_dir)
+        plt.close(plot_history(history, out_dir))
     return TrainResult(trainer.model, history, out_dir, trainer.state.global_step)
