@@ -74,8 +74,17 @@ def test_two_processes_give_the_single_process_result(tmp_path):
     losses = lambda d, key: {r['step']: r[key] for r in json.loads((d/'train'/'history.json').read_text()) if key in r}
     for key in ('loss', 'eval_loss'):
         assert losses(two, key).keys() == losses(one, key).keys() and len(losses(one, key)) >= 3, key
-        for step, value in losses(one, key).items(): assert abs(losses(two, key)[step] - value) < 1e-5, (key, step)
+    for step, value in losses(one, 'loss').items(): assert abs(losses(two, 'loss')[step] - value) < 1e-5, step
     assert 1 in losses(one, 'loss')
+    # held-out losses: the Trainer averages each process's mean, and when the processes cannot split the eval pairs
+    # evenly the sampler repeats one pair on the short process, so they agree exactly only for an even split
+    n_eval = _manifest(one, 'triplets')['counts']['n_eval_pairs']
+    for step, value in losses(one, 'eval_loss').items():
+        assert abs(losses(two, 'eval_loss')[step] - value) < (1e-5 if n_eval % 2 == 0 or step == 0 else 2e-3), step
+    # the same updates: the final weights of the tuned policy agree
+    from safetensors.torch import load_file
+    w1, w2 = (load_file(str(d/'train'/'model'/'model.safetensors')) for d in (one, two))
+    assert w1.keys() == w2.keys() and max((w1[k] - w2[k]).abs().max().item() for k in w1) < 1e-5
     assert _manifest(two, 'train')['counts'] == _manifest(one, 'train')['counts']
     # the main process alone writes the log, the report and the final model
     events = [json.loads(line) for line in (two/'stages.jsonl').read_text().splitlines()]
