@@ -208,7 +208,7 @@ TFIDF_SETTINGS = ('analyzer', 'ngram_range', 'lowercase', 'token_pattern', 'subl
 TFIDF_KINDS = {'tfidf': dict(analyzer='word', ngram_range=(1, 2)),          # words and word pairs
                'tfidf-char': dict(analyzer='char_wb', ngram_range=(2, 5))}  # 2-5 characters inside word boundaries
 TFIDF_C = 4.0   # inverse L2 strength; IMDb train -> test accuracy 0.906, against 0.900 at sklearn's C=1 and 0.904 at 16
-CHAR_MAX_CHARS = 1000   # character n-grams read a text's first 1,000 characters: on IMDb 4x faster, 0.5 point less accurate
+CHAR_MAX_CHARS = 1000   # character n-grams read a text's first 1,000 characters (completions are far shorter): 7x faster to fit
 
 class TfidfScorer(Scorer):
     "TF-IDF + logistic regression sentiment scorer (word or character n-grams); saved as JSON + npz, never pickled."
