@@ -112,7 +112,7 @@ from .data import load_imdb, clean_reviews, load_tokenizer, prompts_from_config
 from .generation import load_policy, train_sft, generate_from_config, resolve_device, TINY_CONFIGS, _context_size
 from .scoring import load_scorer, score_completions, TRAINED_SCORERS
 from .triplets import make_triplets, save_triplets, load_triplets, plot_margins
-from .training import train_dpo
+from .training import train_dpo, log_evaluation
 from .evaluation import evaluate_policy, samples_table, markdown_table, plot_sentiment, plot_frontier
 
 # %% ../nbs/08_pipeline.ipynb #5440c99d
@@ -320,6 +320,7 @@ def run_evaluate(cfg: RunConfig, run: RunDir, models: Models, policy, prompts: D
         plot_sentiment(res, tmp/'sentiment.png')
         plot_sentiment(res, tmp/'sentiment_independent.png', scorer_prefix='independent/')
         (tmp/'samples.md').write_text(markdown_table(samples_table(res, k=12)) + '\n')
+    log_evaluation(cfg, run.path('train'), res.metrics, {'sentiment': d/'sentiment.png'})   # to the training's W&B run
     run.finish(stage, started, **{k: res.metrics[k] for k in ('n_prompts', 'pos_prob_gain', 'win_rate', 'kl')})
     return res.metrics
 
