@@ -87,6 +87,7 @@ def main():
     summary = {name: summarize(rs, 'completions_per_s') for name, rs in runs.items()}
     best = max((n for n in summary if n.startswith('ours')), key=lambda n: summary[n]['median'])
     base = summary['pipeline per prompt']['median']
+    for s in summary.values(): s['x_pipeline'] = s['median'] / base
     rows = [[name, s['median'], s['min'], s['max'], s['median'] / base] for name, s in summary.items()]
     print(table(['side', 'completions/s (median)', 'min', 'max', 'x pipeline'], rows))
     speedup = summary[best]['median'] / base

@@ -12,7 +12,6 @@ from _common import *
 
 def setup(n_max: int):
     from dpo_imdb.data import load_tokenizer
-    from dpo_imdb.generation import load_policy
     from dpo_imdb.scoring import TfidfScorer
     train = imdb_reviews('train')
     tok = load_tokenizer('train', texts=train.shuffle(seed=0).select(range(5000))['text'], vocab_size=2048)
@@ -23,7 +22,9 @@ def setup(n_max: int):
 
 def one(n: int, tok, prompts, scorer, max_new_tokens: int, seed: int) -> dict:
     from dpo_imdb.config import from_preset
-    from dpo_imdb.generation import generate_completions, load_policy
+    from dpo_imdb.generation import generate_completions
+    try: from dpo_imdb.models import load_policy                        # where the library keeps it now
+    except ImportError: from dpo_imdb.generation import load_policy
     from dpo_imdb.scoring import score_completions
     from dpo_imdb.training import make_trainer
     from dpo_imdb.triplets import make_triplets
