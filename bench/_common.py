@@ -16,17 +16,19 @@ os.environ.setdefault('WANDB_MODE', 'disabled')
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))
-SHARED = Path(os.environ.get('DPO_IMDB_SHARED', ROOT.parent / 'shared')).resolve()
-GPT2_SHAPE = SHARED / 'assets' / 'gpt2-shape'
-DISTILBERT_SHAPE = SHARED / 'assets' / 'distilbert-sst2-shape'
-IMDB = SHARED / 'data' / 'imdb'
+# real data and assets live outside the repository, found only through these variables (as the tests find them)
+REAL = {'DPO_IMDB_GPT2_DIR': 'the GPT-2 tokenizer and gpt2 config.json',
+        'DPO_IMDB_DISTILBERT_DIR': 'a DistilBERT SST-2 config.json and vocab.txt',
+        'DPO_IMDB_DATA_DIR': 'the IMDb parquet files: train/test/unsup.parquet'}
+GPT2_SHAPE, DISTILBERT_SHAPE, IMDB = (Path(os.environ.get(var, '')) for var in REAL)
 RESULTS = BENCH / 'results'
 
 
 def need_shared():
-    "Fail with a clear message when ../shared (real tokenizer, configs, IMDb) is missing."
-    missing = [p for p in (GPT2_SHAPE, DISTILBERT_SHAPE, IMDB) if not p.is_dir()]
-    if missing: sys.exit(f"benchmarks need {', '.join(map(str, missing))}: set DPO_IMDB_SHARED to the shared folder")
+    "Fail with a clear message when a variable naming the real tokenizer, configs or IMDb is unset or wrong."
+    bad = [f"{var} ({what})" for (var, what), path in zip(REAL.items(), (GPT2_SHAPE, DISTILBERT_SHAPE, IMDB))
+           if not os.environ.get(var) or not path.is_dir()]
+    if bad: sys.exit(f"benchmarks need real shapes and data: set {'; '.join(bad)}")
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -17,9 +17,10 @@ from _common import *
 
 
 def ours(model, tok, prompts, batch_size: int, seed: int, max_new_tokens: int, n: int) -> dict:
-    from dpo_imdb.generation import generate_completions
-    s, ds = timed(generate_completions, model, tok, prompts, n=n, max_new_tokens=max_new_tokens, temperature=1.0,
-                  top_k=0, top_p=1.0, batch_size=batch_size, seed=seed, progress=False)
+    from dpo_imdb.generation import SamplingConfig, generate_completions
+    sampling = SamplingConfig(n=n, max_new_tokens=max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
+                              batch_size=batch_size, seed=seed)
+    s, ds = timed(generate_completions, model, tok, prompts, sampling, progress=False)
     return {'seconds': s, 'completions': len(ds), 'tokens': sum(map(len, ds['completion_ids']))}
 
 
@@ -87,6 +88,7 @@ def main():
     summary = {name: summarize(rs, 'completions_per_s') for name, rs in runs.items()}
     best = max((n for n in summary if n.startswith('ours')), key=lambda n: summary[n]['median'])
     base = summary['pipeline per prompt']['median']
+    for s in summary.values(): s['x_pipeline'] = s['median'] / base
     rows = [[name, s['median'], s['min'], s['max'], s['median'] / base] for name, s in summary.items()]
     print(table(['side', 'completions/s (median)', 'min', 'max', 'x pipeline'], rows))
     speedup = summary[best]['median'] / base

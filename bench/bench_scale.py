@@ -12,7 +12,6 @@ from _common import *
 
 def setup(n_max: int):
     from dpo_imdb.data import load_tokenizer
-    from dpo_imdb.generation import load_policy
     from dpo_imdb.scoring import TfidfScorer
     train = imdb_reviews('train')
     tok = load_tokenizer('train', texts=train.shuffle(seed=0).select(range(5000))['text'], vocab_size=2048)
@@ -23,13 +22,14 @@ def setup(n_max: int):
 
 def one(n: int, tok, prompts, scorer, max_new_tokens: int, seed: int) -> dict:
     from dpo_imdb.config import from_preset
-    from dpo_imdb.generation import generate_completions, load_policy
+    from dpo_imdb.generation import SamplingConfig, generate_completions
+    from dpo_imdb.models import load_policy
     from dpo_imdb.scoring import score_completions
     from dpo_imdb.training import make_trainer
     from dpo_imdb.triplets import make_triplets
     policy = load_policy('tiny-gpt2', tok)
-    gen_s, completions = timed(generate_completions, policy, tok, prompts.select(range(n)), n=4,
-                               max_new_tokens=max_new_tokens, batch_size=256, seed=seed, progress=False)
+    gen_s, completions = timed(generate_completions, policy, tok, prompts.select(range(n)),
+                               SamplingConfig(n=4, max_new_tokens=max_new_tokens, batch_size=256, seed=seed), progress=False)
     score_s, (scored, _) = timed(score_completions, scorer, completions, progress=False)
     triplets, _ = make_triplets(scored)
     tmp = tempfile.mkdtemp(prefix='bench-scale-')

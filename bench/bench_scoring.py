@@ -87,6 +87,9 @@ def main():
 
     summary = {name: summarize(rs, 'reviews_per_s') for name, rs in runs.items()}
     base, batched = summary['pipeline default (bs=1)']['median'], summary['pipeline bs=32']['median']
+    for n, s in summary.items():                                       # the table's columns, as they are shown
+        s.update(x_default=s['median'] / base, x_batched=s['median'] / batched, padding_efficiency=median(pad[n]),
+                 max_abs_prob_diff=max(a[n] for a in agree))
     rows = [[n, s['median'], s['min'], s['max'], s['median'] / base, s['median'] / batched, median(pad[n]),
              max(a[n] for a in agree)] for n, s in summary.items()]
     print(table(['side', 'reviews/s (median)', 'min', 'max', 'x default', 'x bs=32', 'padding eff.',

@@ -59,15 +59,14 @@ def prepare(data_dir: Path, n_prompts: int, max_new_tokens: int, max_length: int
     "Triplets from the project's path; save `peer` (text) and `ours` (trl's ids + reference log-probs) datasets."
     import numpy as np
     from datasets import Dataset
-    from dpo_imdb.generation import generate_completions
+    from dpo_imdb.generation import SamplingConfig, generate_completions
     from dpo_imdb.loss import completion_logps
     from dpo_imdb.scoring import TfidfScorer, score_completions
     from dpo_imdb.triplets import make_triplets
     model, tok = gpt2_shape()
     prompts = imdb_prompts(tok, n_prompts)
     t0 = time.perf_counter()
-    completions = generate_completions(model, tok, prompts, n=4, max_new_tokens=max_new_tokens, batch_size=64,
-                                       progress=False)
+    completions = generate_completions(model, tok, prompts, SamplingConfig(n=4, max_new_tokens=max_new_tokens, batch_size=64), progress=False)
     gen_s = time.perf_counter() - t0
     reviews = imdb_reviews('test').shuffle(seed=1).select(range(2000))
     scored, _ = score_completions(TfidfScorer.fit(reviews['text'], reviews['label']), completions, progress=False)
@@ -110,7 +109,7 @@ def worker(side: str, data_dir: Path, steps: int, lr: float, batch: int, max_len
         ds = load_from_disk(str(data_dir / 'ours'))
         cfg = from_preset('colab', train_batch_size=batch, max_length=max_length, max_steps=steps, learning_rate=lr,
                           warmup_ratio=0.0, logging_steps=1, eval_steps=10**6, save_steps=10**6, device='cpu',
-                          bf16=False, wandb_mode='disabled', out_dir=tmp)
+                          precision='fp32', wandb_mode='disabled', out_dir=tmp)
         trainer = make_trainer(model, tok, ds, None, cfg, out_dir=tmp, progress=False)
         trainer.args.save_strategy = 'no'               # checkpoints are for resuming, outside the timed steps
         if 'gradient_checkpointing' in overrides:      # variant: a proposed RunConfig field (transformers 5 name below)
@@ -254,6 +253,9 @@ def main():
                          'ids_hash': per_rep[0]['ids_hash'], 'gradient_checkpointing': per_rep[0]['gradient_checkpointing'],
                          'has_ref_model': per_rep[0]['has_ref_model']}
     o = summary[sides[0]]
+    for s in summary.values():                                         # the table's ratio columns
+        s['first_x_speed'] = o['pairs_per_s']['median'] / s['pairs_per_s']['median']
+        s['first_over_its_rss'] = o['peak_rss_mb']['median'] / s['peak_rss_mb']['median']
     rows = []
     for side, s in summary.items():
         rows.append([side, s['pairs_per_s']['median'], s['median_step_seconds']['median'], s['peak_rss_mb']['median'],
@@ -276,7 +278,8 @@ def main():
     print(f'load now {load()}; torch threads per worker {reps[0]["sides"][sides[0]]["torch_threads"]}')
     if not args.keep: shutil.rmtree(work, ignore_errors=True)
     write_result('training', {'machine': info, 'args': vars(args), 'data': data, 'repeats': reps, 'summary': summary,
-                              'checks': checks}, args.out)
+                              'checks': checks, 'targets': {'speedup': 1.3, 'rss_ratio': 0.7, 'loss_step1_abs_diff': 1e-4}},
+                 args.out)
 
 
 if __name__ == '__main__':

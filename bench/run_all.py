@@ -1,6 +1,6 @@
 """Run every benchmark and print the summary table that BENCHMARKS.md records.
 
-    python bench/run_all.py            # full sizes (about 28 min on the shared 2-core CPU, see BENCHMARKS.md)
+    python bench/run_all.py            # full sizes (over an hour on a busy 2-core CPU, see BENCHMARKS.md)
     python bench/run_all.py --quick    # tiny sizes: checks every script end to end (a few minutes)
     python bench/run_all.py --only generation,scoring
 

@@ -140,7 +140,7 @@ from .models import (TINY_CONFIGS, compute_dtype, context_size, load_policy, res
 from .generation import generate_from_config, sampling_from_config
 from .scoring import load_scorer, score_completions, independent_kind, TRAINED_SCORERS
 from .triplets import make_triplets, save_triplets, load_triplets, plot_margins
-from .training import train_dpo
+from .training import train_dpo, log_evaluation
 from .evaluation import evaluate_policy, samples_table, markdown_table, plot_sentiment, plot_frontier
 from .hub import write_model_card
 
@@ -404,6 +404,7 @@ def run_evaluate(cfg: RunConfig, run: RunDir, models: Models, policy, prompts: D
             plot_sentiment(res, tmp/'sentiment.png')
             plot_sentiment(res, tmp/'sentiment_independent.png', scorer_prefix='independent/')
             (tmp/'samples.md').write_text(markdown_table(samples_table(res, k=12)) + '\n')
+        log_evaluation(cfg, run.path('train'), res.metrics, {'sentiment': d/'sentiment.png'})   # the training's W&B run
         run.finish(stage, started, **{k: v for k, v in res.metrics.items()
                                       if k in ('n_prompts', 'pos_prob_gain', 'win_rate', 'kl', 'sampling_kl')})
     _sync(stage)

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['ID_COLUMNS', 'REF_COLUMNS', 'OBJECTIVES', 'NO_CHECKPOINTING', 'PLOTS', 'has_columns', 'fit_max_length',
            'TripletDPOTrainer', 'dpo_config', 'make_trainer', 'history_from_log', 'save_history', 'plot_history',
-           'wandb_run_env', 'TrainResult', 'train_dpo']
+           'wandb_run_id', 'wandb_run_env', 'log_evaluation', 'TrainResult', 'SessionSteps', 'train_dpo']
 
 # %% ../nbs/06_training.ipynb #d6246e09
 import contextlib, copy, importlib.util, json, os, warnings
@@ -17,12 +17,14 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel
 from transformers.trainer_callback import PrinterCallback
+from transformers import TrainerCallback
+import time, uuid
 from transformers.trainer_utils import get_last_checkpoint
 from trl import DPOConfig, DPOTrainer
 from .models import compute_dtype, resolve_device
 from .config import RunConfig
 from .loss import dpo_loss, unlikelihood_loss
-from .distributed import per_device_batch
+from .distributed import is_main, per_device_batch
 
 # %% ../nbs/06_training.ipynb #98ace4dd
 ID_COLUMNS = ('prompt_ids', 'chosen_ids', 'rejected_ids')
@@ -124,6 +126,9 @@ class TripletDPOTrainer(DPOTrainer):
         if return_outputs:
             with torch.no_grad(): outputs = model(**model_kwargs)         # logits for compute_metrics, as trl does
         return (loss, outputs) if return_outputs else loss
+
+    def _send_telemetry(self):
+        "Nothing: trl pings huggingface.co whenever a trainer is made; a run of this package stays on the machine."
 
 # %% ../nbs/06_training.ipynb #45433927
 # activation (gradient) checkpointing off; transformers 5.24 renamed the field and warns about the old name
@@ -229,6 +234,14 @@ def plot_history(history: list[dict], out_dir=None) -> plt.Figure:
     return fig
 
 # %% ../nbs/06_training.ipynb #f0adec13
+def wandb_run_id(wandb_dir) -> str:
+    "The W&B run id of the run logged under `wandb_dir`: made at random on first use and kept in `run_id.txt`."
+    f = Path(wandb_dir) / 'run_id.txt'
+    if f.exists(): return f.read_text().strip()
+    run_id = uuid.uuid4().hex[:12]
+    f.write_text(run_id + '\n')
+    return run_id
+
 @contextlib.contextmanager
 def wandb_run_env(cfg: RunConfig, out_dir):
     "Yield trl's `report_to` for `cfg.wandb_mode`, with W&B's environment pointing at `out_dir/'wandb'` meanwhile."
@@ -239,7 +252,8 @@ def wandb_run_env(cfg: RunConfig, out_dir):
                          "pip install wandb, or set wandb_mode='disabled'")
     wandb_dir = Path(out_dir) / 'wandb'; wandb_dir.mkdir(parents=True, exist_ok=True)
     settings = {'WANDB_MODE': cfg.wandb_mode, 'WANDB_DIR': str(wandb_dir), 'WANDB_PROJECT': cfg.wandb_project,
-                'WANDB_SILENT': 'true', 'WANDB_DISABLE_CODE': 'true', 'WANDB_LOG_MODEL': 'false', 'WANDB_WATCH': 'false'}
+                'WANDB_SILENT': 'true', 'WANDB_DISABLE_CODE': 'true', 'WANDB_LOG_MODEL': 'false', 'WANDB_WATCH': 'false',
+                'WANDB_RUN_ID': wandb_run_id(wandb_dir), 'WANDB_RESUME': 'allow'}
     saved = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
     try: yield 'wandb'
@@ -249,6 +263,17 @@ def wandb_run_env(cfg: RunConfig, out_dir):
         for k, v in saved.items():
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
+
+def log_evaluation(cfg: RunConfig, train_dir, metrics: dict, images: dict | None = None) -> str | None:
+    "Log held-out `metrics` and `images` ({name: png path}) as `evaluate/<name>` to the W&B run of the training in `train_dir`."
+    with wandb_run_env(cfg, train_dir) as report_to:
+        if report_to == 'none': return None
+        import wandb
+        run = wandb.init(project=cfg.wandb_project, name=cfg.name)
+        values = {f'evaluate/{k}': v for k, v in metrics.items() if isinstance(v, (int, float))}
+        run.log({**values, **{f'evaluate/{k}': wandb.Image(str(p)) for k, p in (images or {}).items()}})
+        run.summary.update(values)
+        return run.id
 
 # %% ../nbs/06_training.ipynb #042add74
 @dataclass
@@ -278,6 +303,19 @@ def _restore_finished(trainer, checkpoint):
     load_model(trainer.model, str(Path(checkpoint) / 'model.safetensors'), device=str(trainer.model.device))
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / 'trainer_state.json'))
 
+class SessionSteps(TrainerCallback):
+    "Counts the optimizer steps of one training session (resume evidence for `sessions.jsonl`)."
+    def __init__(self): self.first_step, self.last_step, self.optimizer_steps = None, None, 0
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.first_step is None: self.first_step = state.global_step
+        self.last_step, self.optimizer_steps = state.global_step, self.optimizer_steps + 1
+
+def _log_session(out_dir: Path, **entry):
+    "Append a line to `sessions.jsonl` (the main process only, under several)."
+    if not is_main(): return
+    with open(out_dir / 'sessions.jsonl', 'a') as f:
+        f.write(json.dumps({**entry, 'time': time.strftime('%Y-%m-%dT%H:%M:%S')}) + '\n')
+
 def _save_model(trainer, tokenizer, path: Path):
     "Save the trained policy once, as a plain checkpoint: gathered from its shards under ZeRO-3 / FSDP, by the main process."
     if trainer.model_wrapped is not trainer.model: trainer.save_model(str(path))      # DDP / DeepSpeed / FSDP: collective
@@ -292,13 +330,20 @@ def train_dpo(policy: PreTrainedModel, tokenizer, train_triplets: Dataset, eval_
     ckpt_dir = out_dir / 'checkpoints'
     last = _last_complete_checkpoint(ckpt_dir) if resume else None
     state = _checkpoint_state(last) if last else None
+    sessions = out_dir / 'sessions.jsonl'
+    session = 1 + (sum('"start"' in l for l in sessions.read_text().splitlines()) if sessions.exists() else 0)
+    _log_session(out_dir, session=session, event='start', resumed_from_step=state['global_step'] if state else 0,
+                 checkpoint=Path(last).name if last else None)
+    steps = SessionSteps()
     with wandb_run_env(cfg, out_dir) as report_to:
         trainer = make_trainer(policy, tokenizer, train_triplets, eval_triplets, cfg, out_dir, ref_model, report_to,
-                               callbacks, progress)
+                               [*(callbacks or []), steps], progress)
         if state and 0 < state['max_steps'] <= state['global_step']: _restore_finished(trainer, last)
         else: trainer.train(resume_from_checkpoint=last)
         evaluated = any(e.get('step') == trainer.state.global_step and 'eval_loss' in e for e in trainer.state.log_history)
         if eval_triplets is not None and not evaluated: trainer.evaluate()      # the curves end with a held-out point
+    _log_session(out_dir, session=session, event='finish', first_step=steps.first_step, last_step=steps.last_step,
+                 optimizer_steps=steps.optimizer_steps, global_step=trainer.state.global_step)
     _save_model(trainer, tokenizer, out_dir / 'model')
     history = history_from_log(trainer.state.log_history)
     if trainer.is_world_process_zero():                   # several processes: the main one writes

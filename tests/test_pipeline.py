@@ -1,11 +1,17 @@
-"""Cross-stage behaviour of `dpo-imdb run`: resume after kill -9, determinism, refusing a changed config, clear errors."""
-import hashlib, json, os, re, signal, subprocess, time
-from dataclasses import replace
+"""Cross-stage behaviour of `dpo-imdb run`: resume after kill -9, determinism, a rerun that recomputes nothing,
+refusing a changed config, clear errors, and the `sweep` command."""
+import hashlib, json, os, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import pytest
 from conftest import cli
 from dpo_imdb.config import from_preset, save_config
+from dpo_imdb.pipeline import STAGES
+
+TIMEOUT = 600         # s, for any one `dpo-imdb` command of these tests (the slowest takes about a minute)
+
+def _run(args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(args, stdin=subprocess.DEVNULL, timeout=TIMEOUT, **kwargs)
 
 def _config(tmp_path, name='cfg.json', **overrides) -> Path:
     # slower generation than the plain test preset, in many small chunks, so that a kill lands mid-stage
@@ -14,35 +20,70 @@ def _config(tmp_path, name='cfg.json', **overrides) -> Path:
 
 def _sha(path: Path) -> str: return hashlib.sha256(path.read_bytes()).hexdigest()
 
-def _kill_when(cmd, ready, timeout=300):
+def _kill_when(cmd, ready, timeout=TIMEOUT):
     "Start `cmd`, SIGKILL it as soon as `ready()` is true; return whether it was killed mid-way."
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     t0 = time.time()
-    while proc.poll() is None and time.time() - t0 < timeout:
-        if ready(): proc.send_signal(signal.SIGKILL); proc.wait(); return True
-        time.sleep(0.02)
-    proc.wait()
+    try:
+        while proc.poll() is None and time.time() - t0 < timeout:
+            if ready(): proc.send_signal(signal.SIGKILL); proc.wait(timeout=60); return True
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None: proc.kill()
+        proc.wait(timeout=60)
     return False
+
+def _complete_checkpoints(train_dir: Path) -> list[int]:
+    "Steps of the checkpoints the Trainer finished writing (trainer_state.json is its last file)."
+    return sorted(int(p.parent.name.split('-')[-1]) for p in (train_dir/'checkpoints').glob('checkpoint-*/trainer_state.json'))
+
+def _sessions(train_dir: Path) -> list[dict]:
+    return [json.loads(l) for l in (train_dir/'sessions.jsonl').read_text().splitlines()]
+
+def _weights(model_dir: Path) -> dict:
+    from safetensors.torch import load_file
+    return load_file(str(model_dir/'model.safetensors'))
+
+def assert_same_weights(a: Path, b: Path):
+    import torch
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    different = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    assert different == [], f'{len(different)} tensors differ, e.g. {different[:3]}'
 
 @pytest.mark.slow
 @pytest.mark.parametrize('stage', ['generate', 'score', 'train'])
 def test_kill_mid_stage_then_resume_gives_the_same_result(tmp_path, stage):
-    cfg = _config(tmp_path)
+    # for `train`: 12 steps, a checkpoint every 4, so the kill lands with training well under way but not finished
+    cfg = _config(tmp_path, **(dict(max_steps=12, save_steps=4, eval_steps=4) if stage == 'train' else {}))
     clean, killed = tmp_path/'clean', tmp_path/'killed'
-    assert subprocess.run(cli('run', '--config', str(cfg), '--out', str(clean))).returncode == 0
+    assert _run(cli('run', '--config', str(cfg), '--out', str(clean))).returncode == 0
     def mid_stage():
         d = killed/stage
-        started = any((d/'chunks').glob('*/dataset_info.json')) if stage != 'train' else any(d.glob('checkpoints/checkpoint-*/model.safetensors'))
+        started = any((d/'chunks').glob('*/dataset_info.json')) if stage != 'train' else bool(_complete_checkpoints(d))
         return started and not (d/'manifest.json').exists()
     assert _kill_when(cli('run', '--config', str(cfg), '--out', str(killed)), mid_stage), f'the run never got into {stage}'
     assert not (killed/stage/'manifest.json').exists()
-    assert subprocess.run(cli('run', '--config', str(cfg), '--out', str(killed))).returncode == 0
+    at_kill = _complete_checkpoints(killed/'train') if (killed/'train').exists() else []
+    assert _run(cli('run', '--config', str(cfg), '--out', str(killed))).returncode == 0
     assert _sha(killed/'triplets'/'triplets.jsonl') == _sha(clean/'triplets'/'triplets.jsonl')
     if stage == 'train':
+        total = json.loads((clean/'train'/'manifest.json').read_text())['counts']['global_step']
+        assert total == 12 and 0 < at_kill[-1] < total, (at_kill, total)
+        full = [s for s in _sessions(clean/'train') if s['event'] == 'finish']
+        assert [(s['first_step'], s['last_step'], s['optimizer_steps']) for s in full] == [(1, total, total)]
+        sessions = _sessions(killed/'train')
+        starts = [s for s in sessions if s['event'] == 'start']
+        finishes = {s['session']: s for s in sessions if s['event'] == 'finish'}
+        assert starts[0]['resumed_from_step'] == 0 and starts[0]['session'] not in finishes      # the killed session
+        resumed = starts[-1]
+        assert (resumed['resumed_from_step'], resumed['checkpoint']) == (at_kill[-1], f'checkpoint-{at_kill[-1]}')
+        done = finishes[resumed['session']]
+        assert done['first_step'] == at_kill[-1] + 1 and done['last_step'] == total       # it went on from there ...
+        assert done['optimizer_steps'] == total - at_kill[-1] < total                     # ... and did not start over
+        assert_same_weights(killed/'train'/'model', clean/'train'/'model')              # and ended where a clean run ends
         hist = lambda d: [[r.get(k, float('nan')) for k in ('step', 'loss', 'rewards/accuracies', 'eval_loss')]
                           for r in json.loads((d/'train'/'history.json').read_text())]
-        assert json.loads((killed/'train'/'manifest.json').read_text())['counts']['global_step'] == \
-               json.loads((clean/'train'/'manifest.json').read_text())['counts']['global_step']
         np.testing.assert_allclose(hist(killed), hist(clean), rtol=0, atol=1e-6)   # same metrics history
 
 def _metrics_history(run: Path) -> list[dict]:
@@ -50,36 +91,108 @@ def _metrics_history(run: Path) -> list[dict]:
     timing = re.compile(r'(^|_)(runtime|samples_per_second|steps_per_second)$')
     return [{k: v for k, v in r.items() if not timing.search(k)} for r in json.loads((run/'train'/'history.json').read_text())]
 
-@pytest.mark.slow
-def test_same_seed_twice_is_identical(tmp_path):
-    cfg = _config(tmp_path)
+@pytest.fixture(scope='module')
+def two_runs(tmp_path_factory):
+    "The same config run twice into two directories, `a` and `b`."
+    d = tmp_path_factory.mktemp('two_runs')
+    cfg = _config(d)
     for out in ('a', 'b'):
-        assert subprocess.run(cli('run', '--config', str(cfg), '--out', str(tmp_path/out))).returncode == 0
-    a, b = tmp_path/'a', tmp_path/'b'
+        res = _run(cli('run', '--config', str(cfg), '--out', str(d/out)), capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-3000:]
+    return cfg, d/'a', d/'b'
+
+@pytest.mark.slow
+def test_same_seed_twice_is_identical(two_runs):
+    _, a, b = two_runs
     assert _sha(a/'triplets'/'triplets.jsonl') == _sha(b/'triplets'/'triplets.jsonl')
     for f in sorted((a/'triplets'/'dataset').glob('*.arrow')):
         assert _sha(f) == _sha(b/'triplets'/'dataset'/f.name)
     assert _metrics_history(a) == _metrics_history(b)
+    assert_same_weights(a/'train'/'model', b/'train'/'model')
     assert (a/'evaluate'/'metrics.json').read_text() == (b/'evaluate'/'metrics.json').read_text()
+
+def _events(run: Path) -> list[tuple[str, str]]:
+    return [(e['stage'], e['event']) for e in map(json.loads, (run/'stages.jsonl').read_text().splitlines())]
+
+@pytest.mark.slow
+def test_rerun_of_a_finished_run_recomputes_nothing(two_runs, tmp_path):
+    cfg, a, _ = two_runs
+    run = tmp_path/'run'
+    shutil.copytree(a, run)
+    assert _events(run) == [(s, e) for s in STAGES for e in ('start', 'finish')]       # the first run did every stage
+    artifacts = {p: (p.stat().st_mtime_ns, _sha(p)) for p in run.rglob('*') if p.is_file() and p.name != 'stages.jsonl'
+                 and 'wandb' not in p.parts and p.name != 'report.md'}
+    res = _run(cli('run', '--config', str(cfg), '--out', str(run)), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rerun = _events(run)[2 * len(STAGES):]
+    assert rerun == [(s, 'reuse') for s in STAGES], rerun                              # no stage started again ...
+    changed = [str(p.relative_to(run)) for p, (mtime, sha) in artifacts.items()
+               if not p.exists() or p.stat().st_mtime_ns != mtime or _sha(p) != sha]
+    assert changed == []                                                               # ... and no artifact was rewritten
 
 def test_changed_config_is_refused_unless_force(tmp_path):
     out = tmp_path/'run'
-    assert subprocess.run(cli('prompts', '--preset', 'test', '--out', str(out))).returncode == 0
+    assert _run(cli('prompts', '--preset', 'test', '--out', str(out))).returncode == 0
     changed = save_config(from_preset('test', beta=0.3), tmp_path/'changed.json')
-    res = subprocess.run(cli('prompts', '--config', str(changed), '--out', str(out)), capture_output=True, text=True)
+    res = _run(cli('prompts', '--config', str(changed), '--out', str(out)), capture_output=True, text=True)
     assert res.returncode == 2 and 'different config' in res.stderr and '--force' in res.stderr
     assert 'Traceback' not in res.stderr
-    res = subprocess.run(cli('prompts', '--config', str(changed), '--out', str(out), '--force'), capture_output=True, text=True)
+    res = _run(cli('prompts', '--config', str(changed), '--out', str(out), '--force'), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
 
+NOBODY = 65534
+
+def _as_nobody(args: list[str], writable: Path, env: dict) -> list[str]:
+    """`args` run as the unprivileged user nobody (uid/gid 65534, no groups), for tests that run as root.
+
+    A probe first checks that nobody can import the package and write into the world-writable folder `writable`. When
+    the interpreter, the package or the test's temporary folder sits under a folder nobody may not enter (pyenv under
+    /root and pytest's /tmp/pytest-of-root are mode 700), the process keeps CAP_DAC_READ_SEARCH: it may then read and
+    traverse any folder, but still write only where permissions allow it -- which is what the tests are about."""
+    drop = ['setpriv', f'--reuid={NOBODY}', f'--regid={NOBODY}', '--clear-groups']
+    probe = [sys.executable, '-c', f'import dpo_imdb.cli, torch, transformers; open({str(writable/"probe")!r}, "w").write("x")']
+    for extra in ([], ['--inh-caps=+dac_read_search', '--ambient-caps=+dac_read_search']):
+        res = subprocess.run(drop + extra + probe, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+        if res.returncode == 0: return drop + extra + args
+    pytest.fail(f'cannot run the package as user nobody, even with CAP_DAC_READ_SEARCH: {res.stderr[-1000:]}')
+
 def test_read_only_output_dir_is_a_clear_error(tmp_path):
-    if os.geteuid() == 0: pytest.skip('root ignores directory permissions; the disk-full case covers this path')
-    ro = tmp_path/'ro'; ro.mkdir(); ro.chmod(0o500)
-    res = subprocess.run(cli('prompts', '--preset', 'test', '--out', str(ro/'run')), capture_output=True, text=True)
-    assert res.returncode == 2 and 'cannot write' in res.stderr
+    "Runs as a non-root user (root ignores directory permissions), so it runs in CI, where tests run as root."
+    ro = tmp_path/'ro'; ro.mkdir(); ro.chmod(0o555)
+    home = tmp_path/'home'; home.mkdir(); home.chmod(0o777)
+    args = cli('prompts', '--preset', 'test', '--out', str(ro/'run'))
+    env = {**os.environ, 'HOME': str(home), 'MPLCONFIGDIR': str(home/'mpl'), 'HF_HOME': str(home/'hf'),
+           'PYTHONPATH': os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get('PYTHONPATH', '')])}
+    if os.geteuid() == 0: args = _as_nobody(args, home, env)
+    res = _run(args, capture_output=True, text=True, env=env)
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    assert f'cannot write {ro/"run"}: Permission denied' in res.stderr, res.stderr[-2000:]
+    assert 'Traceback' not in res.stderr
+    assert list(ro.iterdir()) == []
 
 def test_missing_data_path_is_a_clear_error(tmp_path):
-    res = subprocess.run(cli('prompts', '--preset', 'test', '--data', str(tmp_path/'nope'), '--out', str(tmp_path/'run')),
-                         capture_output=True, text=True)
+    res = _run(cli('prompts', '--preset', 'test', '--data', str(tmp_path/'nope'), '--out', str(tmp_path/'run')),
+               capture_output=True, text=True)
     assert res.returncode == 2, res.stderr
     assert str(tmp_path/'nope') in res.stderr and 'Traceback' not in res.stderr
+
+@pytest.mark.slow
+def test_sweep_command_trains_one_policy_per_beta_and_plots_the_frontier(tmp_path):
+    out = tmp_path/'run'
+    res = _run(cli('sweep', '--preset', 'test', '--out', str(out)), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    betas = list(from_preset('test').betas_sweep)
+    points = json.loads((out/'sweep'/'points.json').read_text())
+    assert [p['beta'] for p in points] == betas
+    for p in points:
+        sub = out/'sweep'/f"beta-{p['beta']:g}"
+        assert json.loads((sub/'config.json').read_text())['beta'] == p['beta']           # trained at its own beta
+        assert {k: v for k, v in p.items() if k != 'beta'} == json.loads((sub/'evaluate'/'metrics.json').read_text())
+        assert {'kl', 'policy/pos_prob', 'reference/pos_prob', 'win_rate'} <= p.keys()
+    assert not (out/'train').exists() and not (out/'evaluate').exists()                  # only the sweep trained
+    weights = [_weights(out/'sweep'/f'beta-{b:g}'/'train'/'model') for b in betas]
+    assert any(not np.array_equal(weights[0][k].numpy(), weights[1][k].numpy()) for k in weights[0])
+    png = (out/'sweep'/'frontier.png').read_bytes()
+    assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 5000
+    report = (out/'report.md').read_text()
+    assert '## Reward vs KL' in report and '![frontier](sweep/frontier.png)' in report

@@ -18,14 +18,15 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(pattern, commands[0])
 
 def test_readme_is_generated_from_index():
-    res = subprocess.run([sys.executable, str(ROOT/'tools'/'readme.py'), '--check'], capture_output=True, text=True, timeout=60)
+    res = subprocess.run([sys.executable, str(ROOT/'tools'/'readme.py'), '--check'], capture_output=True, text=True,
+                         timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
 
 def test_cli_bad_config_is_one_clear_line(tmp_path):
     bad = tmp_path/'cfg.json'
     bad.write_text('{"beta": -1, "name": "demo"}')
-    res = subprocess.run([sys.executable, '-c', 'import sys; from dpo_imdb.cli import main; sys.exit(main())', 'run', '--config', str(bad)], capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run([sys.executable, '-c', 'import sys; from dpo_imdb.cli import main; sys.exit(main())', 'run',
+                          '--config', str(bad)], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
     assert res.returncode == 2
     assert res.stderr.strip() == 'dpo-imdb: error: RunConfig.beta must be > 0 (it scales the implicit reward; 0.1 is usual) (got -1.0)'
     assert 'Traceback' not in res.stderr

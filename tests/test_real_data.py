@@ -1,36 +1,29 @@
 """Real-data tier: the stages on the real IMDb reviews, the real GPT-2 tokenizer and the real model shapes.
 
-Runs when `../shared` (relative to the repo root) holds the data and assets; skips with the reason otherwise.
+The data and assets are found only through environment variables (`.ci/run` sets them): DPO_IMDB_DATA_DIR (the IMDb
+parquet files), DPO_IMDB_GPT2_DIR (GPT-2 tokenizer and config) and DPO_IMDB_DISTILBERT_DIR (a DistilBERT SST-2 config
+and vocabulary). A variable that is not set skips its tests with the reason printed; one that is set but names a
+missing or unreadable folder or file fails them (`conftest.real_data`).
 The models have random weights: these tests check shapes, plumbing and data handling, never quality.
 """
-from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-SHARED = Path(__file__).resolve().parents[2]/'shared'
-IMDB = SHARED/'data'/'imdb'
-GPT2 = SHARED/'assets'/'gpt2-shape'
-DISTILBERT = SHARED/'assets'/'distilbert-sst2-shape'
-
-def _require(*paths: Path):
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        reason = f"real-data tier skipped: {missing[0]} does not exist (needs ../shared next to the repo)"
-        print(reason)
-        pytest.skip(reason)
+from conftest import real_data
 
 @pytest.fixture(scope='module')
 def imdb():
-    _require(IMDB/'train.parquet', IMDB/'test.parquet')
     from dpo_imdb.data import load_imdb
-    return load_imdb(str(IMDB))
+    return load_imdb(str(real_data('DPO_IMDB_DATA_DIR', 'train.parquet', 'test.parquet')))
 
 @pytest.fixture(scope='module')
-def gpt2_tokenizer():
-    _require(GPT2/'vocab.json')
+def gpt2_dir():
+    return real_data('DPO_IMDB_GPT2_DIR', 'vocab.json', 'merges.txt', 'config.json')
+
+@pytest.fixture(scope='module')
+def gpt2_tokenizer(gpt2_dir):
     from dpo_imdb.data import load_tokenizer
-    return load_tokenizer(str(GPT2))
+    return load_tokenizer(str(gpt2_dir))
 
 @pytest.fixture(scope='module')
 def prompts(imdb, gpt2_tokenizer):
@@ -50,28 +43,28 @@ def test_prompts_are_2_to_8_real_gpt2_tokens(imdb, gpt2_tokenizer, prompts):
     assert np.mean(is_prefix) >= 0.95, f"only {np.mean(is_prefix):.2f} of prompts start their review"
 
 @pytest.fixture(scope='module')
-def gpt2_shaped(gpt2_tokenizer):
+def gpt2_shaped(gpt2_dir, gpt2_tokenizer):
     from transformers import AutoConfig, AutoModelForCausalLM
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(GPT2)).eval()   # real 124M shape, random weights
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(gpt2_dir)).eval()   # real 124M shape, random weights
     assert sum(p.numel() for p in model.parameters()) == 124_439_808
     return model
 
 @pytest.fixture(scope='module')
 def distilbert_scorer():
-    _require(DISTILBERT/'config.json', DISTILBERT/'vocab.txt')
+    distilbert = real_data('DPO_IMDB_DISTILBERT_DIR', 'config.json', 'vocab.txt')
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
     from dpo_imdb.scoring import SentimentScorer
     torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(DISTILBERT))
-    return SentimentScorer(model, AutoTokenizer.from_pretrained(DISTILBERT), batch_size=8)
+    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(distilbert))
+    return SentimentScorer(model, AutoTokenizer.from_pretrained(distilbert), batch_size=8)
 
 def test_real_shapes_generate_score_and_pair(prompts, gpt2_tokenizer, gpt2_shaped, distilbert_scorer):
-    from dpo_imdb.generation import generate_completions
+    from dpo_imdb.generation import SamplingConfig, generate_completions
     from dpo_imdb.scoring import score_completions
     from dpo_imdb.triplets import TRIPLET_FEATURES, make_triplets
     two = prompts['eval'].select(range(2))
-    comps = generate_completions(gpt2_shaped, gpt2_tokenizer, two, n=2, max_new_tokens=8, seed=0, progress=False)
+    comps = generate_completions(gpt2_shaped, gpt2_tokenizer, two, SamplingConfig(n=2, max_new_tokens=8, seed=0), progress=False)
     assert len(comps) == 4
     assert all(1 <= len(ids) <= 8 for ids in comps['completion_ids'])
     scored, n_bad = score_completions(distilbert_scorer, comps, target='prompt+completion', progress=False)

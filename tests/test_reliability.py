@@ -7,7 +7,7 @@ Every `dpo-imdb` subprocess pays ~5 s of imports (torch, transformers, trl), so 
 are started together, three at a time, in a background pool when the module starts (`cli_jobs`); each test then
 checks its own result while the others run.
 """
-import ast, errno, json, os, random, re, shutil, subprocess, sys, warnings
+import ast, errno, ipaddress, json, os, random, re, shutil, socket, struct, subprocess, sys, threading, warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
@@ -158,12 +158,69 @@ def _case_unwritable_out(d: Path):
 
 WANDB_KEY = 'dpoimdbfakekey' + '0123456789abcdef' * 2
 
+# Loaded by every Python process of the W&B run (PYTHONPATH): each socket connection to an address that is not this
+# machine's loopback is written to DPO_IMDB_CONNECT_LOG and refused.
+SITECUSTOMIZE = """
+import ipaddress, os, socket
+_log, _connect, _connect_ex = os.environ['DPO_IMDB_CONNECT_LOG'], socket.socket.connect, socket.socket.connect_ex
+def _local(address):
+    if not isinstance(address, tuple): return True                          # a unix socket
+    try: return ipaddress.ip_address(str(address[0]).split('%')[0]).is_loopback
+    except ValueError: return address[0] == 'localhost'
+def _guard(sock, address):
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and not _local(address):
+        with open(_log, 'a') as f: f.write(f'{os.getpid()} {address!r}\\n')
+        raise OSError(101, 'Network is unreachable (blocked by the W&B test)')
+def connect(self, address): _guard(self, address); return _connect(self, address)
+def connect_ex(self, address): _guard(self, address); return _connect_ex(self, address)
+socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
+"""
+
+class _Listener:
+    "A local TCP server that keeps the first line of every connection: W&B's base URL and the HTTP(S) proxy point at it."
+    def __init__(self):
+        self.sock = socket.create_server(('127.0.0.1', 0))
+        self.url, self.requests = f'http://127.0.0.1:{self.sock.getsockname()[1]}', []
+        threading.Thread(target=self._serve, daemon=True).start()
+    def _serve(self):
+        while True:
+            try: conn, _ = self.sock.accept()
+            except OSError: return
+            try: conn.settimeout(5); first = conn.recv(1024).split(b'\r\n')[0].decode(errors='replace')
+            except OSError: first = '(nothing sent)'
+            self.requests.append(first or '(nothing sent)'); conn.close()     # e.g. 'CONNECT huggingface.co:443 HTTP/1.1'
+
+def _strace() -> list[str]:
+    "A prefix that logs every connect() of a process tree (W&B's Go core included), when strace works here."
+    if not shutil.which('strace'): return []
+    probe = subprocess.run(['strace', '-f', '--seccomp-bpf', '-qq', '-e', 'trace=connect', '-o', os.devnull, 'true'],
+                           capture_output=True, timeout=60)
+    return ['strace', '-f', '--seccomp-bpf', '-qq', '-e', 'trace=connect', '-o'] if probe.returncode == 0 else []
+
+def _non_local_connects(strace_log: Path) -> list[str]:
+    "connect() calls to an IPv4/IPv6 address other than loopback, from an strace log."
+    out = []
+    for line in strace_log.read_text().splitlines():
+        m = re.search(r'connect\(\d+, \{sa_family=AF_INET6?, .*?(?:inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)")', line)
+        if m and not ipaddress.ip_address(m.group(1) or m.group(2)).is_loopback: out.append(line)
+    return out
+
+HUB_SWITCHES = ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_HUB_DISABLE_TELEMETRY', 'CI')
+
 def _case_wandb_offline(d: Path):
-    home = d/'home'; home.mkdir()
-    env = _clean_env(home, WANDB_API_KEY=WANDB_KEY, WANDB_BASE_URL='http://127.0.0.1:9', WANDB_INIT_TIMEOUT='20',
-                     HTTP_PROXY='http://127.0.0.1:9', HTTPS_PROXY='http://127.0.0.1:9', NO_PROXY='', no_proxy='')
-    argv = _stage_cmd(d, 'train', wandb_mode='offline')               # any connection attempt fails fast
-    return (lambda: _run(argv, env=env)), dict(home=home, run=d/'run')
+    """The whole `test` preset with W&B offline, as a user runs it (no hub-offline or no-telemetry switches, which CI
+    sets), every way out of the machine watched: a fake key, proxies and W&B's URL at a counting local listener."""
+    home, guard = d/'home', d/'guard'
+    home.mkdir(); guard.mkdir(); (guard/'sitecustomize.py').write_text(SITECUSTOMIZE)
+    listener, strace = _Listener(), _strace()
+    env = _clean_env(home, WANDB_API_KEY=WANDB_KEY, WANDB_BASE_URL=listener.url, WANDB_INIT_TIMEOUT='20',
+                     HTTP_PROXY=listener.url, HTTPS_PROXY=listener.url, http_proxy=listener.url, https_proxy=listener.url,
+                     NO_PROXY='', no_proxy='', DPO_IMDB_CONNECT_LOG=str(d/'connects.log'),
+                     PYTHONPATH=os.pathsep.join([str(guard), str(ROOT), os.environ.get('PYTHONPATH', '')]))
+    for k in HUB_SWITCHES: env.pop(k, None)
+    argv = strace + [str(d/'strace.log')] * bool(strace) + _stage_cmd(d, 'run', wandb_mode='offline')
+    return (lambda: _run(argv, env=env)), dict(home=home, run=d/'run', listener=listener, log=d/'connects.log',
+                                                strace=d/'strace.log' if strace else None)
 
 def _case_finished_run(d: Path):
     "The whole `test` preset (W&B disabled), HOME in a temp dir: the base of the in-process tests."
@@ -442,7 +499,24 @@ def test_disk_full_during_training_is_a_clear_error_and_resumes(tmp_path, finish
     pipeline.run_pipeline(cfg, stop_after='train')                     # resumes from the last checkpoint ...
     steps = lambda d: json.loads((d/'train'/'manifest.json').read_text())['counts']['global_step']
     assert steps(tmp_path/'run') == steps(finished_run[0]) == 4       # ... without training past max_steps
+    first, second = _sessions(tmp_path/'run')
+    assert (first['start']['resumed_from_step'], first['finish']['optimizer_steps']) == (0, 4)   # trained, then the disk filled
+    assert second['start']['resumed_from_step'] == 4 and second['finish']['optimizer_steps'] == 0  # not one step again
+    assert_same_weights(tmp_path/'run'/'train'/'model', finished_run[0]/'train'/'model')
     np.testing.assert_allclose(_history(tmp_path/'run'), _history(finished_run[0]), rtol=0, atol=1e-6)
+
+def _sessions(run: Path) -> list[dict]:
+    "The training sessions of `run` from train/sessions.jsonl: {'start': ..., 'finish': ...} each, in order."
+    sessions = {}
+    for line in (run/'train'/'sessions.jsonl').read_text().splitlines():
+        entry = json.loads(line); sessions.setdefault(entry['session'], {})[entry['event']] = entry
+    return [sessions[k] for k in sorted(sessions)]
+
+def assert_same_weights(a: Path, b: Path):
+    import torch
+    from safetensors.torch import load_file
+    wa, wb = load_file(str(a/'model.safetensors')), load_file(str(b/'model.safetensors'))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), f'{a} and {b} hold different weights'
 
 def _history(run: Path) -> list:
     rows = json.loads((run/'train'/'history.json').read_text())
@@ -466,6 +540,10 @@ def test_kill_while_saving_a_checkpoint_resumes_from_the_last_complete_one(tmp_p
     cfg = replace(load_config(run/'config.json'), out_dir=str(run))
     pipeline.run_pipeline(cfg, stop_after='train')
     assert json.loads((run/'train'/'manifest.json').read_text())['counts']['global_step'] == 4
+    [session] = _sessions(run)
+    assert session['start']['resumed_from_step'] == 2 and session['start']['checkpoint'] == 'checkpoint-2'
+    assert (session['finish']['first_step'], session['finish']['last_step'], session['finish']['optimizer_steps']) == (3, 4, 2)
+    assert_same_weights(run/'train'/'model', finished_run[0]/'train'/'model')       # as if never interrupted
     np.testing.assert_allclose(_history(run), _history(finished_run[0]), rtol=0, atol=1e-6)
 
 @pytest.mark.slow
@@ -554,15 +632,56 @@ def test_wandb_disabled_writes_nothing(finished_run):
     assert [p for p in run.rglob('*wandb*')] == []
     assert not (home/'.netrc').exists() and not (home/'.cache'/'wandb').exists() and not (home/'.config'/'wandb').exists()
 
+def _wandb_records(run_file: Path):
+    "The records of an offline W&B run file (`run-<id>.wandb`: a leveldb-style log of protobuf records)."
+    from wandb.proto import wandb_internal_pb2
+    data = run_file.read_bytes()
+    assert data[:4] == b':W&B' and struct.unpack('<H', data[4:6])[0] == 0xBEE1, f'{run_file} is not a W&B run file'
+    pos, part = 7, b''
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7: pos += 32768 - pos % 32768; continue          # block trailer
+        _, length, kind = struct.unpack('<IHB', data[pos:pos + 7])
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind == 0: break
+        part = chunk if kind in (1, 2) else part + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record(); record.ParseFromString(part); yield record
+
+def _wandb_history(run_dir: Path) -> dict:
+    "Every value logged to the W&B history of the offline run(s) under `run_dir`, by key (in order)."
+    history = {}
+    for f in sorted(run_dir.glob('offline-run-*/run-*.wandb')):
+        for r in _wandb_records(f):
+            if r.WhichOneof('record_type') == 'history':
+                for item in r.history.item:
+                    history.setdefault(item.key or '/'.join(item.nested_key), []).append(json.loads(item.value_json))
+    return history
+
 @pytest.mark.slow
 @pytest.mark.parametrize('cli_case', ['wandb_offline'])
 def test_wandb_offline_never_logs_in_reaches_out_or_writes_the_key(cli_jobs, cli_case):
     pytest.importorskip('wandb')
     res, facts, _ = cli_jobs(cli_case)
     assert res.returncode == 0, res.stderr[-3000:]
+    attempts = facts['log'].read_text() if facts['log'].exists() else ''
+    assert attempts == '', f'connections to the outside were attempted (pid, address):\n{attempts}'
+    assert facts['listener'].requests == [], f'connections through the HTTP(S) proxy or to W&B\'s URL: {facts["listener"].requests}'
+    if facts['strace']: assert _non_local_connects(facts['strace']) == []
+    else: print('strace is not usable here: connections checked in Python processes and through the proxy only')
     wandb_dir = facts['run']/'train'/'wandb'/'wandb'
-    assert len(list(wandb_dir.glob('offline-run-*'))) == 1                  # WANDB_MODE ended up offline ...
-    assert list(wandb_dir.glob('run-*')) == []                             # ... no online run was made
+    run_id = (facts['run']/'train'/'wandb'/'run_id.txt').read_text().strip()
+    sessions = sorted(p.name for p in wandb_dir.glob('offline-run-*'))              # WANDB_MODE ended up offline:
+    assert len(sessions) == 2 and all(s.endswith(f'-{run_id}') for s in sessions)    # training and evaluation, one run
+    assert list(wandb_dir.glob('run-*')) == []                             # no online run was made
+    history = _wandb_history(wandb_dir)
+    for key in ('train/loss', 'train/rewards/accuracies', 'train/rewards/margins', 'eval/loss'):
+        assert len(history.get(key, [])) >= 2, (key, sorted(history))
+    metrics = json.loads((facts['run']/'evaluate'/'metrics.json').read_text())
+    for key, value in metrics.items():                                     # every held-out metric of the evaluate stage
+        assert history.get(f'evaluate/{key}') == [value], (key, history.get(f'evaluate/{key}'))
+    assert history.get('evaluate/sentiment/_type') == ['image-file'], sorted(history)     # and the sentiment plot
+    [image] = wandb_dir.glob(f"offline-run-*/files/{history['evaluate/sentiment/path'][0]}")
+    assert image.read_bytes() == (facts['run']/'evaluate'/'sentiment.png').read_bytes()
     assert WANDB_KEY not in res.stdout + res.stderr
     leaks = [p for root in (facts['run'], facts['home']) for p in root.rglob('*')
              if p.is_file() and WANDB_KEY.encode() in p.read_bytes()]

@@ -1,0 +1,135 @@
+"""Print the tables of BENCHMARKS.md from the measured results in bench/measured/*.json.
+
+    python bench/tables.py              # every table, in the order BENCHMARKS.md shows them
+    python bench/tables.py generation   # one of: machine, summary, generation, fastpaths, scoring, training, training_rss, e2e, scale
+
+The JSON files are what the bench/ scripts wrote to bench/results/ (git-ignored), copied to bench/measured/ and
+committed. Each table is printed under the `Source:` line that BENCHMARKS.md keeps above it; tests/test_benchmarks.py
+checks that every number of every table in BENCHMARKS.md is found in the JSON files its Source line names.
+"""
+import json, sys
+from pathlib import Path
+
+MEASURED = Path(__file__).resolve().parent / 'measured'
+
+def load(name: str) -> dict: return json.loads((MEASURED / f'{name}.json').read_text())
+
+def source(*names: str) -> str: return 'Source: ' + ', '.join(f'`bench/measured/{n}.json`' for n in names) + '.'
+
+def row(*cells) -> str: return '| ' + ' | '.join(str(c) for c in cells) + ' |'
+
+def head(*cells) -> str: return row(*cells) + '\n' + '|' + '---|' * len(cells)
+
+def f(x, d=2) -> str: return f'{x:,.{d}f}'
+
+def loads(r: dict) -> str: return f"load {r['machine']['loadavg_start'][0]:.1f}→{r['loadavg_end'][0]:.1f}"
+
+def yes(b: bool) -> str: return '**yes**' if b else '**no**'
+
+def machine() -> str:
+    m = load('generation')['machine']
+    return '\n'.join([source('generation'), '', head('', ''),
+                      row('CPU', f"`lscpu` model name \"{m['cpu']}\", {m['cores']} cores"),
+                      row('RAM', f"{m['ram_gib']} GiB"), row('GPU', 'none' if not m['gpu'] else 'yes'),
+                      row('Software', f"Python {m['python']}, torch {m['torch']}, transformers {m['transformers']}, "
+                                      f"trl {m['trl']}, datasets {m['datasets']}"),
+                      row('Threads', f"{m['torch_threads']} torch thread per process (`--threads 1`)")])
+
+def summary() -> str:
+    g, s, t, e, c = (load(n) for n in ('generation', 'scoring', 'training', 'e2e', 'scale'))
+    gs, best = g['summary'], g['best_ours']
+    ss, base, batched = s['summary'], 'pipeline default (bs=1)', 'pipeline bs=32'
+    lib, fast = 'ours fp32 bs=16', 'ours bf16 bs=1'
+    ts, tc, tt = t['summary'], t['checks']['trl'], t['targets']
+    whole = next(r for r in e['table'] if str(r[0]).startswith('whole run'))
+    first, last = c['table'][0], c['table'][-1]
+    lines = [source('generation', 'scoring', 'training', 'e2e', 'scale'), '',
+             head('benchmark', 'ours', 'peer', 'ratio', 'target', 'met?'),
+             row(f"generation, completions/s ({loads(g)})", f"{f(gs[best]['median'])} (`generate_completions`, {best.split()[-1]})",
+                 f"{f(gs['pipeline per prompt']['median'])} (`pipeline` per prompt); {f(gs['generate per prompt']['median'])} (`model.generate` per prompt)",
+                 f"**{f(g['speedup_vs_pipeline'])}x** pipeline", f"≥ {g['target']:g}x", yes(g['met'])),
+             row(f"scoring, reviews/s, library as is (fp32, bs 16) ({loads(s)})", f(ss[lib]['median']),
+                 f"{f(ss[base]['median'])} (default pipeline, bs 1); {f(ss[batched]['median'])} (bs 32)",
+                 f"**{f(ss[lib]['x_default'])}x** default, **{f(ss[lib]['x_batched'])}x** bs 32",
+                 f"≥ {s['targets']['vs_default']:g}x default, ≥ {s['targets']['vs_batched']:g}x bs 32", yes(s[lib]['met'])),
+             row('scoring, proposed bf16 fast path (bs 1)', f(ss[fast]['median']), 'same peers',
+                 f"**{f(ss[fast]['x_default'])}x** default, {f(ss[fast]['x_batched'])}x bs 32",
+                 f"≥ {s['targets']['vs_default']:g}x, ≥ {s['targets']['vs_batched']:g}x", yes(s[fast]['met'])),
+             row(f"DPO training, pairs/s ({loads(t)})", f(ts['ours']['pairs_per_s']['median'], 3),
+                 f"{f(ts['trl']['pairs_per_s']['median'], 3)} (trl `DPOTrainer` + reference model)",
+                 f"**{f(tc['speedup'])}x**", f"≥ {tt['speedup']:g}x", yes(tc['speedup'] >= tt['speedup'])),
+             row('DPO training, peak RSS', f"{f(ts['ours']['peak_rss_mb']['median'], 0)} MiB",
+                 f"{f(ts['trl']['peak_rss_mb']['median'], 0)} MiB", f"**{f(tc['rss_ratio'])}x**", f"≤ {tt['rss_ratio']:g}x",
+                 yes(tc['rss_ratio'] <= tt['rss_ratio'])),
+             row('DPO training, loss at step 1', f"{ts['ours']['step1']['loss']:.7f}", f"{ts['trl']['step1']['loss']:.7f}",
+                 f"\\|diff\\| {tc['loss_step1_abs_diff']:.1e}", f"≤ {tt['loss_step1_abs_diff']:.0e}",
+                 yes(tc['loss_step1_abs_diff'] <= tt['loss_step1_abs_diff'])),
+             row(f"end to end, `dpo-imdb demo` ({loads(e)})", f"{f(whole[1], 1)} s wall, {f(whole[2], 0)} MiB peak",
+                 '(no peer)', '', '', ''),
+             row(f"scale, tiny-gpt2, {first[0]} → {last[0]} prompts ({loads(c)})",
+                 f"generate {f(first[2])} → {f(last[2], 1)} s, train {f(first[5])} → {f(last[5], 1)} s", '',
+                 'see the scale table', '', '')]
+    return '\n'.join(lines)
+
+def generation() -> str:
+    g = load('generation')
+    return '\n'.join([source('generation'), '', head('side', 'completions/s (median)', 'min', 'max', '× pipeline')] +
+                     [row(n, f(s['median']), f(s['min']), f(s['max']), f(s['x_pipeline'])) for n, s in g['summary'].items()])
+
+def fastpaths() -> str:
+    p = load('fastpaths_generation')
+    names = {'as-is': 'as-is (the library)', 'keep-last': 'prefill keeps the last position\'s logits only (`logits_to_keep=1`)',
+             'static-cache': '`StaticCache` instead of `DynamicCache`', 'both': 'both'}
+    split = p['time_split']
+    lines = [source('fastpaths_generation'), '', head('variant', 'completions/s (median)', '× as-is', 'same completions', 'max \\|Δ ref log-prob\\|')]
+    lines += [row(names[n], f(s['median']), f(s['x_as_is']), 'yes' if p['same_as_library'][n]['same_completions'] else 'no',
+                  f"{p['same_as_library'][n]['max_abs_ref_logps_diff']:.1e}") for n, s in p['summary'].items()]
+    lines += ['', source('fastpaths_generation'), '', head('library path', 'seconds', 'share'),
+              *[row(k, f(split[k], 1), f"{100 * split[k] / split['total']:.0f} %") for k in ('forward', 'noise', 'other')],
+              row('total', f(split['total'], 1), '')]
+    return '\n'.join(lines)
+
+def scoring() -> str:
+    s = load('scoring')
+    return '\n'.join([source('scoring'), '', head('side', 'reviews/s (median)', 'min', 'max', '× default', '× bs=32',
+                                                 'padding eff.', 'max \\|Δprob\\| vs default')] +
+                     [row(n, f(v['median']), f(v['min']), f(v['max']), f(v['x_default']), f(v['x_batched']),
+                          f(v['padding_efficiency']), f"{v['max_abs_prob_diff']:.1e}") for n, v in s['summary'].items()])
+
+def training() -> str:
+    t = load('training')
+    lines = [source('training'), '', head('side', 'pairs/s', 'median step (s)', 'peak RSS (MiB)', 'ours × speed',
+                                          'ours / its RSS', 'loss step 1')]
+    lines += [row(n, f(v['pairs_per_s']['median'], 3), f(v['median_step_seconds']['median'], 1),
+                  f(v['peak_rss_mb']['median'], 0), f(v['first_x_speed']), f(v['first_over_its_rss']),
+                  f"{v['step1']['loss']:.7f}") for n, v in t['summary'].items()]
+    lines += ['', source('training'), '', head('side', 'loss, step 1', 'step 2', 'step 3', '`logps/chosen`, step 1')]
+    lines += [row(n, *(f'{x:.7f}' for x in v['loss_steps_1_3']), f"{v['step1']['logps/chosen']:.4f}")
+              for n, v in t['summary'].items()]
+    return '\n'.join(lines)
+
+def training_rss() -> str:
+    t = load('training')
+    sides = t['repeats'][0]['sides']
+    phases = [('import', 'Python + torch + transformers + trl imported'), ('model', '+ the policy, built from its config'),
+              ('setup', '+ the trainer (trl: and its reference model)'), ('step1', 'after the first optimizer step'),
+              ('last_step', 'after the last step (the peak)')]
+    return '\n'.join([source('training'), '', head('RSS (MiB)', *sides)] +
+                      [row(label, *(f(sides[n]['rss_mb'][k], 0) for n in sides)) for k, label in phases])
+
+def e2e() -> str:
+    e = load('e2e')
+    return '\n'.join([source('e2e'), '', head('stage', 'seconds', 'peak RSS so far (MiB)', 'raised by (MiB)')] +
+                     [row(r[0], f(r[1], 1), f(r[2], 0), f(r[3], 0) if r[3] != '' else '') for r in e['table']])
+
+def scale() -> str:
+    c = load('scale')
+    return '\n'.join([source('scale'), '', head('prompts', 'pairs', 'generate (s)', 'gen time per prompt vs smallest',
+                                                'ms / completion', 'train (s)', 'train time per pair vs smallest', 'ms / pair')] +
+                     [row(r[0], r[1], f(r[2]), f(r[3]), f(r[4], 1), f(r[5]), f(r[6]), f(r[7], 1)) for r in c['table']])
+
+TABLES = {'machine': machine, 'summary': summary, 'generation': generation, 'fastpaths': fastpaths, 'scoring': scoring,
+          'training': training, 'training_rss': training_rss, 'e2e': e2e, 'scale': scale}
+
+if __name__ == '__main__':
+    for name in sys.argv[1:] or TABLES: print(f'<!-- {name} -->\n{TABLES[name]()}\n')

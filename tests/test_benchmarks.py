@@ -1,0 +1,103 @@
+"""BENCHMARKS.md quotes only what was measured: every number in its tables is found in the committed JSON files that
+the table's `Source:` line names (bench/measured/*.json, written by the bench/ scripts).
+
+A table number matches a JSON value shown the way the table shows it: rounded to the table's decimals ("4.61" matches
+4.6098; "4,644" matches 4644.3), in the same scientific notation ("4.2e-07"), as a percentage of a fraction ("93 %"
+matches 0.929), or, for a version ("3.11.7") or a number inside a label ("bs=64"), as text in a JSON string or key.
+"""
+import json, math, re
+from pathlib import Path
+import pytest
+from conftest import ROOT
+
+BENCHMARKS = ROOT/'BENCHMARKS.md'
+MEASURED = ROOT/'bench'/'measured'
+TOKEN = re.compile(r'(?<![\w.])(\d+(?:\.\d+){2,}|\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?)(\s?%)?')
+SOURCE = re.compile(r'^Source: (.+)$')
+
+def tables(text: str):
+    "(source files, [(line number, row text)]) of every table in `text`; rows exclude the header and the separator."
+    lines, out, i, source = text.splitlines(), [], 0, None
+    while i < len(lines):
+        if m := SOURCE.match(lines[i].strip()): source = re.findall(r'`(bench/measured/[\w.-]+\.json)`', m.group(1))
+        if lines[i].lstrip().startswith('|'):
+            start = i
+            while i < len(lines) and lines[i].lstrip().startswith('|'): i += 1
+            out.append((source, start + 1, [(n + 1, lines[n]) for n in range(start + 2, i)]))
+            source = None                                      # a Source: line names the one table after it
+        else: i += 1
+    return out
+
+def _collect(obj, numbers: list, strings: list):
+    if isinstance(obj, dict):
+        for k, v in obj.items(): strings.append(str(k)); _collect(v, numbers, strings)
+    elif isinstance(obj, list):
+        for v in obj: _collect(v, numbers, strings)
+    elif isinstance(obj, bool): pass
+    elif isinstance(obj, (int, float)):
+        if math.isfinite(obj): numbers.append(abs(float(obj)))
+    elif isinstance(obj, str): strings.append(obj)
+
+def values(files: list[str]) -> tuple[list[float], list[str]]:
+    numbers, strings = [], []
+    for f in files: _collect(json.loads((ROOT/f).read_text()), numbers, strings)
+    numbers += [float(x) for s in strings for x in re.findall(r'(?<![\w.])\d+(?:\.\d+)?(?![\d.]*\.\d)', s)]
+    return numbers, strings
+
+def found(token: str, percent: bool, numbers: list[float], strings: list[str]) -> bool:
+    if re.fullmatch(r'\d+(\.\d+){2,}', token): return any(token in s for s in strings)        # a version
+    t = token.replace(',', '')
+    value = float(t)
+    if 'e' in t:                                                                            # 4.2e-07
+        digits = len(t.split('e')[0].split('.')[1]) if '.' in t.split('e')[0] else 0
+        return any(float(f'{v:.{digits}e}') == value for v in numbers)
+    decimals = len(t.split('.')[1]) if '.' in t else 0
+    scale = 100 if percent else 1
+    return any(round(v * scale, decimals) == value for v in numbers)
+
+def test_every_table_names_its_measured_json():
+    found_tables = tables(BENCHMARKS.read_text())
+    assert len(found_tables) >= 8
+    for source, line, _ in found_tables:
+        assert source, f'BENCHMARKS.md:{line}: the table has no `Source:` line naming its bench/measured/*.json'
+        for f in source: assert (ROOT/f).is_file(), f'BENCHMARKS.md:{line}: {f} is not committed'
+
+def test_every_number_in_benchmarks_tables_is_in_its_json():
+    missing = []
+    for source, _, rows in tables(BENCHMARKS.read_text()):
+        numbers, strings = values(source or [])
+        for n, row in rows:
+            for m in TOKEN.finditer(row):
+                if not found(m.group(1), bool(m.group(2)), numbers, strings):
+                    missing.append(f'BENCHMARKS.md:{n}: {m.group(0).strip()!r} is in none of {source}')
+    assert missing == [], '\n'.join(missing)
+
+def test_measured_jsons_are_small_and_cited():
+    text = BENCHMARKS.read_text()
+    for f in sorted(MEASURED.glob('*.json')):
+        assert f.stat().st_size < 64_000, f'{f.name} is {f.stat().st_size} bytes: keep the committed results small'
+        assert f'bench/measured/{f.name}' in text, f'{f.name} is committed but BENCHMARKS.md does not cite it'
+
+@pytest.mark.parametrize('row,ok', [('| ours | 4.61 | 4,644 | 1.04x | 4.2e-07 | 93 % | bs=64 | 3.11.7 |', True),
+                                    ('| ours | 4.62 |', False), ('| ours | 4,645 |', False), ('| 4.3e-07 |', False),
+                                    ('| 94 % |', False), ('| bs=65 |', False), ('| 3.11.8 |', False)])
+def test_the_matching_rule(row, ok):
+    numbers = [4.6098, 4644.3, 1.0412, 4.2e-7, 0.929]
+    strings = ['ours bs=64', '3.11.7']
+    numbers += [64.0]                                     # what `values` reads from the strings
+    assert all(found(m.group(1), bool(m.group(2)), numbers, strings) for m in TOKEN.finditer(row)) == ok
+
+def test_benchmarks_tables_are_what_bench_tables_prints():
+    "Stricter than 'found somewhere': each table, with its Source line, is exactly what `bench/tables.py` prints."
+    import subprocess, sys
+    printed = subprocess.run([sys.executable, str(ROOT/'bench'/'tables.py')], capture_output=True, text=True,
+                             timeout=120, check=True).stdout
+    lines, blocks = BENCHMARKS.read_text().splitlines(), []
+    for i, line in enumerate(lines):
+        if SOURCE.match(line.strip()):
+            j = i + 2
+            while j < len(lines) and lines[j].startswith('|'): j += 1
+            blocks.append('\n'.join(lines[i:j]))
+    assert len(blocks) == len(tables(BENCHMARKS.read_text()))
+    stale = [b.splitlines()[2][:80] for b in blocks if b not in printed]
+    assert stale == [], f'tables that differ from python bench/tables.py (paste its output): {stale}'
