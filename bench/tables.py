@@ -85,7 +85,7 @@ def fastpaths() -> str:
     lines += [row(names[n], f(s['median']), f(s['x_as_is']), 'yes' if p['same_as_library'][n]['same_completions'] else 'no',
                   f"{p['same_as_library'][n]['max_abs_ref_logps_diff']:.1e}") for n, s in p['summary'].items()]
     lines += ['', source('fastpaths_generation'), '', head('library path', 'seconds', 'share'),
-              *[row(k, f(split[k], 1), f"{100 * split[k] / split['total']:.0f} %") for k in ('forward', 'noise', 'other')],
+              *[row(k, f(split[k], 1), f"{100 * split[k] / split['total']:.0f} %") for k in ('forward', 'sampling', 'other')],
               row('total', f(split['total'], 1), '')]
     return '\n'.join(lines)
 
