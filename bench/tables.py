@@ -128,8 +128,30 @@ def scale() -> str:
                                                 'ms / completion', 'train (s)', 'train time per pair vs smallest', 'ms / pair')] +
                      [row(r[0], r[1], f(r[2]), f(r[3]), f(r[4], 1), f(r[5]), f(r[6]), f(r[7], 1)) for r in c['table']])
 
+def processes() -> str:
+    "Seconds per stage (medians) and the whole command's wall time, one process against two, per preset measured."
+    presets = [n for n in ('test', 'demo') if (MEASURED / f'processes_{n}.json').is_file()]
+    results = {n: load(f'processes_{n}') for n in presets}
+    counts = {n: sorted({r['processes'] for r in results[n]['runs']}) for n in presets}
+    cols = [(n, k) for n in presets for k in counts[n]]
+    label = {'setup': 'setup (main process only)', 'prompts': 'prompts (main process only)', 'generate': 'generate (chunks shared)',
+             'score': 'score (chunks shared)', 'triplets': 'triplets (main process only)', 'train': 'train (DDP, gloo)',
+             'evaluate': 'evaluate (main process only)'}
+    med = lambda xs: sorted(xs)[len(xs) // 2] if len(xs) % 2 else sum(sorted(xs)[len(xs) // 2 - 1:len(xs) // 2 + 1]) / 2
+    def cell(n, k, stage):
+        v = med([r['stages'][stage] for r in results[n]['runs'] if r['processes'] == k])
+        return f(v, 2 if v < 10 else 1 if v < 100 else 0)
+    def wall(n, k):
+        ws = [r['wall_seconds'] for r in results[n]['runs'] if r['processes'] == k]
+        return f'**{f(med(ws), 1)}**' + (f' ({f(min(ws), 1)}-{f(max(ws), 1)})' if len(ws) > 1 else '')
+    lines = [source(*(f'processes_{n}' for n in presets)), '',
+             head('stage', *(f"`{n}`, {k} process{'es' if k > 1 else ''}" for n, k in cols))]
+    lines += [row(label[s], *(cell(n, k, s) for n, k in cols)) for s in label]
+    lines += [row('**whole run, wall**', *(wall(n, k) for n, k in cols))]
+    return '\n'.join(lines)
+
 TABLES = {'machine': machine, 'summary': summary, 'generation': generation, 'fastpaths': fastpaths, 'scoring': scoring,
-          'training': training, 'training_rss': training_rss, 'e2e': e2e, 'scale': scale}
+          'training': training, 'training_rss': training_rss, 'e2e': e2e, 'scale': scale, 'processes': processes}
 
 if __name__ == '__main__':
     for name in sys.argv[1:] or TABLES: print(f'<!-- {name} -->\n{TABLES[name]()}\n')

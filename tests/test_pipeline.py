@@ -67,6 +67,7 @@ def test_kill_mid_stage_then_resume_gives_the_same_result(tmp_path, stage):
     at_kill = _complete_checkpoints(killed/'train') if (killed/'train').exists() else []
     assert _run(cli('run', '--config', str(cfg), '--out', str(killed))).returncode == 0
     assert _sha(killed/'triplets'/'triplets.jsonl') == _sha(clean/'triplets'/'triplets.jsonl')
+    assert (killed/'evaluate'/'metrics.json').read_text() == (clean/'evaluate'/'metrics.json').read_text()
     if stage == 'train':
         total = json.loads((clean/'train'/'manifest.json').read_text())['counts']['global_step']
         assert total == 12 and 0 < at_kill[-1] < total, (at_kill, total)
@@ -196,3 +197,29 @@ def test_sweep_command_trains_one_policy_per_beta_and_plots_the_frontier(tmp_pat
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 5000
     report = (out/'report.md').read_text()
     assert '## Reward vs KL' in report and '![frontier](sweep/frontier.png)' in report
+
+def test_data_without_a_labelled_test_split_is_refused(tmp_path):
+    "The independent scorer must be fitted on reviews the training scorer never saw: no labelled test split, no run."
+    import pandas as pd
+    from dpo_imdb.synthetic import synthetic_reviews
+    data = tmp_path/'data'; data.mkdir()
+    pd.DataFrame(synthetic_reviews(300)).to_parquet(data/'train.parquet')          # a labelled train split only
+    res = subprocess.run(cli('prompts', '--preset', 'test', '--data', str(data), '--out', str(tmp_path/'run')),
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert 'no labelled test split' in res.stderr and 'independent scorer' in res.stderr and 'Traceback' not in res.stderr
+    assert not (tmp_path/'run'/'setup'/'manifest.json').exists()
+
+@pytest.mark.slow
+def test_bf16_run_evaluates_the_same_policy_whether_training_was_resumed_or_not(tmp_path):
+    "One precision, and a plain model for evaluation: a bf16 run that evaluates right after training in the same process
+    reports exactly what a run whose evaluation starts in a new process, from the saved model, reports."
+    cfg = save_config(from_preset('test', precision='bf16'), tmp_path/'cfg.json')
+    straight, split = tmp_path/'straight', tmp_path/'split'
+    assert _run(cli('run', '--config', str(cfg), '--out', str(straight))).returncode == 0
+    assert _run(cli('train', '--config', str(cfg), '--out', str(split))).returncode == 0       # stops after training
+    assert not (split/'evaluate').exists()
+    assert _run(cli('evaluate', '--config', str(cfg), '--out', str(split))).returncode == 0    # a new process
+    setup = json.loads((split/'setup'/'manifest.json').read_text())['counts']
+    assert setup['precision'] == 'torch.bfloat16'
+    assert (split/'evaluate'/'metrics.json').read_text() == (straight/'evaluate'/'metrics.json').read_text()
