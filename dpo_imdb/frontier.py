@@ -262,14 +262,15 @@ def _points(run: FrontierRun, result: dict) -> list[dict]:
                     'learning_rate': run.learning_rate, 'run': name, **p})
     return out
 
-def run_frontier(cfg: RunConfig, force: bool = False) -> list[dict]:
-    "Train and evaluate every method of `cfg.frontier_methods`; write RUN/frontier/ (points, figure, table, summary)."
+def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True) -> list[dict]:
+    """Train and evaluate every method of `cfg.frontier_methods`; write RUN/frontier/ (points, figure, table, summary).
+    `progress`: the progress bars of the pipeline's stages, which the frontier runs first."""
     runs = frontier_runs(cfg)                                             # a bad setting fails before any work
     if world_size() > 1:
         raise RunError(f"the frontier runs as one process (it was launched as {world_size()}): run the stages on several "
                        "with `dpo-imdb run` first, then `dpo-imdb frontier` once; it reuses them")
     started, load_start = time.time(), os.getloadavg()
-    run = run_pipeline(cfg, force=force, stop_after='triplets')
+    run = run_pipeline(cfg, force=force, stop_after='triplets', progress=progress)
     models = setup_models(cfg, run)            # reloaded: the saved SFT model, whose path rloo reloads as its reference
     prompts, pairs = run_prompts(cfg, run, models.tokenizer), run_triplets(cfg, run, None)
     n_eval = min(cfg.frontier_eval_prompts or len(prompts['eval']), len(prompts['eval']))

@@ -197,9 +197,13 @@ def model_card(run_dir, repo_id: str | None = None, pairs_repo_id: str | None = 
     return ModelCard(f'---\n{model_card_data(cfg, pairs_repo_id).to_yaml()}\n---\n\n' + '\n'.join(body) + '\n')
 
 # %% ../nbs/08c_hub.ipynb #a0c1e013
-def _write_text(path: Path, text: str):
+def _write_bytes(path: Path, data: bytes):
+    "Write `data` to `path` atomically, and only if it differs: a rerun of a finished run rewrites nothing."
+    if path.is_file() and path.read_bytes() == data: return
     tmp = path.with_name(path.name + f'.tmp{os.getpid()}')
-    tmp.write_text(text); os.replace(tmp, path)
+    tmp.write_bytes(data); os.replace(tmp, path)
+
+def _write_text(path: Path, text: str): _write_bytes(path, text.encode())
 
 def _require_model(f: RunFacts):
     if 'train' not in f.manifests or not f.model_dir.is_dir():
@@ -212,7 +216,8 @@ def write_model_card(run_dir, repo_id: str | None = None, pairs_repo_id: str | N
     try:
         (f.model_dir/'images').mkdir(exist_ok=True)
         for name, (stage, src) in CARD_IMAGES.items():
-            if stage in f.manifests and (f.root/stage/src).exists(): shutil.copyfile(f.root/stage/src, f.model_dir/'images'/name)
+            if stage in f.manifests and (f.root/stage/src).exists():
+                _write_bytes(f.model_dir/'images'/name, (f.root/stage/src).read_bytes())
         _write_text(f.model_dir/'run_config.json', json.dumps(to_dict(f.cfg), indent=2) + '\n')
         _write_text(f.model_dir/'README.md', str(model_card(f, repo_id, pairs_repo_id)))
     except OSError as e:

@@ -147,12 +147,14 @@ def check_rendered(nb_path: Path, out_dir: Path) -> list[str]:
     md.parent.mkdir(parents=True, exist_ok=True); md.write_text(body, encoding='utf-8')
     where = f'{md.relative_to(ROOT)}'
     present = set(resources.get('outputs', {}))
-    problems, cell = [], '?'
+    problems, cell, fenced = [], '?', False
     for n, line in enumerate(body.splitlines(), 1):
         m = re.match(r'^<!-- cell (\S+) -->$', line.strip())
         if m: cell = m.group(1); continue
         at = f'{where}:{n} (cell {cell})'
         problems += [f'{at}: {p}: {line.strip()[:160]}' for p in text_problems(line)]
+        if line.lstrip().startswith('```'): fenced = not fenced
+        if fenced or line.startswith(('    ', '\t')): continue     # code and printed text: shown as is, not as images
         for ref in image_refs(line):
             why = missing_image(ref, nb_path.parent, present)
             if why: problems.append(f'{at}: {why}')

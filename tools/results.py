@@ -125,6 +125,7 @@ ROWS = [
      lambda m: f"{m['independent/reference/pos_prob']:.3f} -> {m['independent/policy/pos_prob']:.3f} "
                f"({m['independent/pos_prob_gain']:+.3f}), {_ratio(m, 'independent/win_rate')}"),
     ('KL(policy \\|\\| reference), nats per sample', ('kl',), lambda m: f"{m['kl']:.2f}"),
+    ('the same KL estimated from log-ratios of the samples (`kl_mc`)', ('kl_mc',), lambda m: f"{m['kl_mc']:.2f}"),
     ("perplexity under the reference: reference's / policy's samples",
      ('reference/perplexity', 'policy/perplexity_under_reference'),
      lambda m: f"{_num(m['reference/perplexity'])} / {_num(m['policy/perplexity_under_reference'])}"),
