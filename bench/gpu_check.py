@@ -80,6 +80,10 @@ def environment(args) -> dict:
     out = {'python': platform.python_version(), 'torch': torch.__version__, 'cuda': torch.version.cuda,
            'transformers': transformers.__version__, 'trl': trl.__version__, 'datasets': datasets.__version__,
            'accelerate': accelerate.__version__, 'cpu_count': os.cpu_count(), 'loadavg': os.getloadavg()}
+    from importlib.metadata import version, PackageNotFoundError
+    for name in ('pyarrow', 'fsspec', 'huggingface_hub', 'pandas', 'scikit-learn'):   # datasets 5.2 asks pyarrow>=24,
+        try: out[name] = version(name)                                                # fsspec<=2026.9, hub>=1.31: the
+        except PackageNotFoundError: out[name] = None                                 # image's own, not carried
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
         out.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1), bf16=torch.cuda.is_bf16_supported(),
