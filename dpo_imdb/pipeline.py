@@ -78,6 +78,13 @@ def _agree(value, name: str):
     try: return agree(value, name)
     except DistributedError as e: raise RunError(str(e)) from None
 
+def _main_then_load(stage: str, make, load):
+    """`make()` on the main process alone: it writes `stage`'s artifact and returns it. Every process waits for it there;
+    the others then `load()` the artifact, as a rerun that reuses the stage does."""
+    value = make() if is_main() else None
+    _sync(stage)
+    return value if is_main() else load()
+
 class RunDir:
     "The directory of one run: its config, one folder per stage, and each stage's manifest."
     def __init__(self, cfg: RunConfig, root=None, force: bool = False, progress: bool = True):
@@ -273,16 +280,17 @@ def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None
 def run_prompts(cfg: RunConfig, run: RunDir, tokenizer, reviews: DatasetDict | None = None) -> DatasetDict:
     "Train and held-out prompts (stage `prompts`)."
     d = run.path('prompts')
-    if run.reuse('prompts'): return load_from_disk(str(d/'dataset'))
-    if is_main():
+    load = lambda: load_from_disk(str(d/'dataset'))
+    if run.reuse('prompts'): return load()
+    def make():
         started = time.time()
-        reviews = reviews if reviews is not None else load_reviews(cfg)
-        pool = concatenate_datasets([reviews[s] for s in ('train', 'unsup') if s in reviews])
+        source = reviews if reviews is not None else load_reviews(cfg)
+        pool = concatenate_datasets([source[s] for s in ('train', 'unsup') if s in source])
         prompts = prompts_from_config(pool, tokenizer, cfg)
         with atomic_dir(d) as tmp: prompts.save_to_disk(str(tmp/'dataset'))
         run.finish('prompts', started, n_train=len(prompts['train']), n_eval=len(prompts['eval']))
-    _sync('prompts')
-    return prompts if is_main() else load_from_disk(str(d/'dataset'))
+        return prompts
+    return _main_then_load('prompts', make, load)
 
 # %% ../nbs/08_pipeline.ipynb #b800dcb8
 def _chunked(run: RunDir, stage: str, n_rows: int, chunk: int, make) -> Dataset | None:
@@ -305,37 +313,37 @@ def _save_final(run: RunDir, stage: str, ds: Dataset):
 # %% ../nbs/08_pipeline.ipynb #3e14fd0e
 def run_generate(cfg: RunConfig, run: RunDir, models: Models, prompts: DatasetDict) -> Dataset:
     "Sample `completions_per_prompt` completions per train prompt from the reference (stage `generate`)."
-    final = run.path('generate')/'dataset'
-    if run.reuse('generate'): return load_from_disk(str(final))
+    load = lambda: load_from_disk(str(run.path('generate')/'dataset'))
+    if run.reuse('generate'): return load()
     started, train = time.time(), prompts['train']
     def make(start, stop):
         return generate_from_config(models.reference, models.tokenizer, train, cfg, models.dtype, start=start, stop=stop,
                                     progress=run.progress and is_main())
-    completions = _chunked(run, 'generate', len(train), cfg.chunk_prompts, make)
-    if is_main():
+    completions = _chunked(run, 'generate', len(train), cfg.chunk_prompts, make)     # merged on the main process
+    def merge():
         _save_final(run, 'generate', completions)
         run.finish('generate', started, n_prompts=len(train), n_completions=len(completions),
                    n_tokens=sum(map(len, completions['completion_ids'])))
-    _sync('generate')
-    return completions if is_main() else load_from_disk(str(final))
+        return completions
+    return _main_then_load('generate', merge, load)
 
 def run_score(cfg: RunConfig, run: RunDir, models: Models, completions: Dataset) -> Dataset:
     "Score every completion with the training scorer (stage `score`)."
-    final = run.path('score')/'dataset'
-    if run.reuse('score'): return load_from_disk(str(final))
+    load = lambda: load_from_disk(str(run.path('score')/'dataset'))
+    if run.reuse('score'): return load()
     started = time.time()
     def make(start, stop):
         return score_completions(models.scorer, completions.select(range(start, stop)),
                                  target=cfg.score_target, batch_size=cfg.score_batch_size,
                                  progress=run.progress and is_main())[0]
     rows = cfg.chunk_prompts * cfg.completions_per_prompt
-    scored = _chunked(run, 'score', len(completions), rows, make)
-    if is_main():
+    scored = _chunked(run, 'score', len(completions), rows, make)                 # merged on the main process
+    def merge():
         _save_final(run, 'score', scored)
         run.finish('score', started, n_scored=len(scored), dropped_non_finite=len(completions) - len(scored),
                    mean_pos_prob=float(np.mean(scored['pos_prob'])) if len(scored) else None)
-    _sync('score')
-    return scored if is_main() else load_from_disk(str(final))
+        return scored
+    return _main_then_load('score', merge, load)
 
 # %% ../nbs/08_pipeline.ipynb #806ec55a
 def split_pairs(triplets: Dataset, fraction: float, seed: int) -> DatasetDict:
@@ -352,8 +360,9 @@ def split_pairs(triplets: Dataset, fraction: float, seed: int) -> DatasetDict:
 def run_triplets(cfg: RunConfig, run: RunDir, scored: Dataset) -> DatasetDict:
     "Preference pairs from the ranked completions, split into train and eval (stage `triplets`)."
     d = run.path('triplets')
-    if run.reuse('triplets'): return load_from_disk(str(d/'pairs'))
-    if is_main():
+    load = lambda: load_from_disk(str(d/'pairs'))
+    if run.reuse('triplets'): return load()
+    def make():
         started = time.time()
         triplets, stats = make_triplets(scored, pairing=cfg.pairing, min_margin=cfg.min_margin)
         if len(triplets) == 0:
@@ -368,8 +377,8 @@ def run_triplets(cfg: RunConfig, run: RunDir, scored: Dataset) -> DatasetDict:
             plot_margins(triplets, tmp/'margins.png')
         run.finish('triplets', started, **{k: v for k, v in vars(stats).items()},
                    n_train_pairs=len(pairs['train']), n_eval_pairs=len(pairs['eval']))
-    _sync('triplets')
-    return pairs if is_main() else load_from_disk(str(d/'pairs'))
+        return pairs
+    return _main_then_load('triplets', make, load)
 
 # %% ../nbs/08_pipeline.ipynb #b8c2e9aa
 def run_train(cfg: RunConfig, run: RunDir, models: Models, pairs: DatasetDict, stage: str = 'train'):
@@ -391,8 +400,9 @@ def run_train(cfg: RunConfig, run: RunDir, models: Models, pairs: DatasetDict, s
 def run_evaluate(cfg: RunConfig, run: RunDir, models: Models, policy, prompts: DatasetDict, stage: str = 'evaluate') -> dict:
     "Compare policy and reference on the held-out prompts (stage `evaluate`); returns the metrics."
     d = run.path(stage)
-    if run.reuse(stage): return json.loads((d/'metrics.json').read_text())
-    if is_main():                                          # a few hundred prompts: the main process alone
+    load = lambda: json.loads((d/'metrics.json').read_text())
+    if run.reuse(stage): return load()
+    def make():                                            # a few hundred prompts: the main process alone
         started = time.time()
         res = evaluate_policy(policy, models.reference, models.tokenizer, prompts['eval'], models.scorer,
                               independent_scorer=models.independent_scorer,
@@ -407,8 +417,8 @@ def run_evaluate(cfg: RunConfig, run: RunDir, models: Models, policy, prompts: D
         log_evaluation(cfg, run.path('train'), res.metrics, {'sentiment': d/'sentiment.png'})   # the training's W&B run
         run.finish(stage, started, **{k: v for k, v in res.metrics.items()
                                       if k in ('n_prompts', 'pos_prob_gain', 'win_rate', 'kl', 'sampling_kl')})
-    _sync(stage)
-    return res.metrics if is_main() else json.loads((d/'metrics.json').read_text())
+        return res.metrics
+    return _main_then_load(stage, make, load)
 
 # %% ../nbs/08_pipeline.ipynb #0286e15a
 STAGES = ('setup', 'prompts', 'generate', 'score', 'triplets', 'train', 'evaluate')
