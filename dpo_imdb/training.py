@@ -8,17 +8,15 @@ __all__ = ['ID_COLUMNS', 'REF_COLUMNS', 'OBJECTIVES', 'NO_CHECKPOINTING', 'PLOTS
            'wandb_run_id', 'wandb_run_env', 'log_evaluation', 'TrainResult', 'SessionSteps', 'train_dpo']
 
 # %% ../nbs/06_training.ipynb #d6246e09
-import contextlib, copy, importlib.util, json, os, warnings
+import contextlib, copy, importlib.util, json, os, time, uuid, warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from datasets import Dataset
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
-from transformers import TrainerCallback
-import time, uuid
 from transformers.trainer_utils import get_last_checkpoint
 from trl import DPOConfig, DPOTrainer
 from .models import compute_dtype, resolve_device
