@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['EVAL_SEED_OFFSET', 'COMPLETION_FEATURES', 'SamplingConfig', 'sampling_from_config', 'row_seed', 'row_keys',
            'step_uniforms', 'filter_logits', 'sample_tokens', 'sample_batch', 'generate_completions',
-           'generate_from_config', 'teacher_forced_logps']
+           'generate_from_config', 'teacher_forced_logps', 'logps_tol']
 
 # %% ../nbs/02_generation.ipynb #ef66de79
 import hashlib, inspect, math, time
@@ -16,7 +16,7 @@ from datasets import Dataset, Features, List, Value
 from tqdm.auto import tqdm
 from transformers import DynamicCache, PreTrainedModel
 from .config import RunConfig
-from .models import autocast, check_vocab, context_size, model_vocab_size
+from .models import autocast, check_vocab, context_size, model_vocab_size, forward_tol
 from .loss import completion_logps
 
 # %% ../nbs/02_generation.ipynb #154d7ce3
@@ -237,3 +237,10 @@ def teacher_forced_logps(model, prompt_ids: list[int], completion_ids: list[int]
     ids = torch.tensor([prompt_ids + completion_ids], device=model.device)
     logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, len(prompt_ids) - 1:-1].float()  # (C, V)
     return torch.log_softmax(logits, -1).gather(-1, ids[0, len(prompt_ids):, None]).sum().item()
+
+# %% ../nbs/02_generation.ipynb #a0fbc0c0
+def logps_tol(model, prompt_ids: list[list[int]], completion_ids: list[list[int]],
+              dtype: torch.dtype = torch.float32) -> float:
+    "How far two computations of these rows' summed log-probs may differ by rounding alone (`forward_tol`, per row)."
+    return max(forward_tol(model, len(c), dtype, input_ids=torch.tensor([list(p) + list(c)], device=model.device))
+               for p, c in zip(prompt_ids, completion_ids))

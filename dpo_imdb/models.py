@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['TINY_CONFIGS', 'WEIGHT_FILES', 'SFT_BETAS', 'SFT_WEIGHT_DECAY', 'SFT_MAX_GRAD_NORM', 'SFT_WARMUP', 'SFT_LR_FLOOR',
-           'resolve_device', 'compute_dtype', 'autocast', 'model_vocab_size', 'check_vocab', 'context_size',
-           'load_policy', 'train_sft']
+           'resolve_device', 'compute_dtype', 'autocast', 'rounding_tol', 'forward_tol', 'model_vocab_size',
+           'check_vocab', 'context_size', 'load_policy', 'train_sft']
 
 # %% ../nbs/01a_models.ipynb #cb6c9d9f
 import contextlib, math
@@ -41,6 +41,19 @@ def autocast(device: torch.device, dtype: torch.dtype):
     "A context that computes in `dtype` on `device` (bf16 autocast), or does nothing for fp32."
     if dtype == torch.float32: return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+# %% ../nbs/01a_models.ipynb #33c66a87
+def rounding_tol(n_terms: int, magnitude: float, dtype: torch.dtype = torch.float32) -> float:
+    "How far two summation orders of `n_terms` numbers of size `magnitude` in `dtype` may differ: `n * x * u`."
+    return n_terms * abs(float(magnitude)) * torch.finfo(dtype).eps / 2
+
+# %% ../nbs/01a_models.ipynb #029ee392
+@torch.inference_mode()
+def forward_tol(model: PreTrainedModel, n_outputs: int = 1, dtype: torch.dtype = torch.float32, **inputs) -> float:
+    "`rounding_tol` for a sum of `n_outputs` outputs of `model` on `inputs`: `(n_layer + 1) * n_embd` terms each."
+    out = model(**inputs, output_hidden_states=True)
+    largest = max(t.float().abs().max().item() for t in (*out.hidden_states, out.logits))   # the size of every term
+    return rounding_tol(n_outputs * (model.config.num_hidden_layers + 1) * model.config.hidden_size, largest, dtype)
 
 # %% ../nbs/01a_models.ipynb #1efe138e
 TINY_CONFIGS = {'tiny-gpt2': dict(n_layer=4, n_head=4, n_embd=128, n_positions=256,

@@ -9,10 +9,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT/'README.md').read_text()
-    commands = re.findall(r'^pip install -e "\.\[dev\]" && .*nbdev_test.*$', readme, flags=re.M)
-    assert len(commands) == 1, 'README.md must give exactly one test command'
+    commands = re.findall(r'^pip install -c constraints.txt -e "\.\[dev\]" && .*nbdev_test.*$', readme, flags=re.M)
+    assert len(commands) == 1, 'README.md must give exactly one test command, installing the lock'
     assert 'nbdev_test --flags slow' in commands[0] and 'pytest' in commands[0]
-    assert "grep -m1 -E '^pip install -e" in (ROOT/'.ci'/'run').read_text()
+    assert "grep -m1 -E '^pip install -c constraints.txt -e" in (ROOT/'.ci'/'run').read_text()
     ci = (ROOT/'.ci'/'run').read_text()
     pattern = re.search(r"grep -m1 -E '(.+?)' README.md", ci).group(1)
     assert re.search(pattern, commands[0])
@@ -41,6 +41,21 @@ def _requirements() -> dict:
 def test_installed_packages_meet_the_declared_requirements():
     bad = {name: version(name) for name, r in _requirements().items() if not r.specifier.contains(version(name), prereleases=True)}
     assert not bad, f'installed versions outside settings.ini requirements: {bad}'
+
+def test_the_lock_pins_every_requirement_within_its_range():
+    "constraints.txt (tools/lock.py) pins each runtime and dev requirement to one version that settings.ini admits."
+    from packaging.requirements import Requirement
+    sys.path.insert(0, str(ROOT/'tools'))
+    import lock
+    pins = lock.read()
+    cp = ConfigParser(delimiters=['=']); cp.read(ROOT/'settings.ini', encoding='utf-8')
+    reqs = [Requirement(r) for r in shlex.split(cp['DEFAULT']['requirements']) + cp['DEFAULT']['dev_requirements'].split()]
+    for r in reqs:
+        name = lock.canonical(r.name)
+        assert name in pins, f'{name} is not in constraints.txt: run python tools/lock.py'
+        assert r.specifier.contains(pins[name], prereleases=True), f'constraints.txt pins {name}=={pins[name]}, outside {r}'
+    assert pins['torch'] == '2.13.0', 'the lock must keep the CPU wheel .ci/run installs'
+    assert all(p == p.strip() and re.fullmatch(r'[\w.!+-]+', p) for p in pins.values())
 
 def test_trl_pinned_to_the_minor_whose_private_hooks_training_overrides():
     "training.TripletDPOTrainer overrides two private DPOTrainer methods: pin trl's minor, and check they are still there."

@@ -5,7 +5,9 @@
 # export cell finds no ../settings.ini and nothing can import the source tree) and executes them there.
 #   bash tools/colab_check.sh [notebook names...]      (default: index 00_config 05_loss)
 # TORCH_SPEC (default torch==2.13.0) and TORCH_INDEX_URL (e.g. https://download.pytorch.org/whl/cpu) choose the
-# torch wheel; pip's cache is reused between runs.
+# torch wheel; pip's cache is reused between runs. LOCK (default constraints.txt, see tools/lock.py) pins every other
+# package to the versions the tests use, so that a library release cannot fail CI; LOCK= (empty) installs what the
+# package's ranges resolve to today, as a user's `pip install dpo_imdb` does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -22,11 +24,12 @@ python -m build --wheel --outdir "$work/dist" "$repo" > "$work/build.log" 2>&1 |
 [ -n "$had_build" ] || rm -rf "$repo/build"   # setuptools' scratch folder, if this made it
 wheel=$(ls "$work"/dist/*.whl)
 
-echo "-- fresh virtualenv: ${TORCH_SPEC:-torch==2.13.0}, then $(basename "$wheel") (no extras), ipykernel, nbconvert"
+lock=${LOCK-$repo/constraints.txt}
+echo "-- fresh virtualenv: ${TORCH_SPEC:-torch==2.13.0}, then $(basename "$wheel") (no extras), ipykernel, nbconvert, ${lock:+locked by $(basename "$lock")}${lock:-unlocked}"
 python3 -m venv "$work/venv"
 export PATH="$work/venv/bin:$PATH"       # `python` and `jupyter` (and so the notebook kernel) are the venv's
 python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
-python -m pip install -q "$wheel" ipykernel nbconvert
+python -m pip install -q "$wheel" ipykernel nbconvert ${lock:+-c "$lock"}
 installed=$(cd "$work" && python -c 'import dpo_imdb; print(dpo_imdb.__file__)')
 case "$installed" in "$work/venv/"*) ;; *) echo "dpo_imdb imported from $installed, not from the wheel"; exit 1;; esac
 if python -c 'import nbdev' 2>/dev/null; then echo "nbdev is installed: the check must run without dev extras"; exit 1; fi
