@@ -111,6 +111,18 @@ def test_a_bad_flag_is_one_line_and_exit_2(args, message):
 def test_no_command_is_one_line_and_exit_2():
     assert_one_line_error(dpo_imdb(), 'the following arguments are required: command')
 
+def test_python_m_dpo_imdb_is_the_same_command(tmp_path):
+    for argv in (['--help'], ['run', '--preset', 'colab', '--help'], ['config', '--preset', 'test', '--seed', '4'],
+                 ['run', '--betta', '0.2'], ['demo', '--data', str(tmp_path/'nope'), '--out', str(tmp_path/'run')]):
+        as_module = subprocess.run([sys.executable, '-m', 'dpo_imdb', *argv], capture_output=True, text=True, timeout=TIMEOUT)
+        as_script = dpo_imdb(*argv)
+        assert (as_module.returncode, as_module.stdout, as_module.stderr) == \
+               (as_script.returncode, as_script.stdout, as_script.stderr), argv
+    script = Path(sys.executable).parent/'dpo-imdb'                 # the console script pip installed, next to python
+    if script.exists():
+        res = subprocess.run([str(script), 'run', '--preset', 'colab', '--help'], capture_output=True, text=True, timeout=TIMEOUT)
+        assert res.stdout == dpo_imdb('run', '--preset', 'colab', '--help').stdout
+
 # -- refusals: within 2 s, before any heavy import, naming the problem, nothing written ---------------------------------
 
 def write_reviews(folder: Path, n: int = 40, columns=('text', 'label', 'id')) -> Path:
