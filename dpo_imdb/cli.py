@@ -226,13 +226,23 @@ def _instead(out: str, why: str) -> str:
             "aclImdb_v1.tar.gz from https://ai.stanford.edu/~amaas/data/sentiment/ and pass --data path/to/aclImdb "
             "(`dpo-imdb demo` needs no data)")
 
+def _hub_problem(timeout: float = 5) -> str | None:
+    "Why the Hub cannot be used from here -- switched off, or its host (`HF_ENDPOINT`) out of reach -- or None."
+    if hub_offline(): return 'the Hugging Face Hub is switched off here (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set)'
+    if any(os.environ.get(v) for v in ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy')): return None  # via the proxy
+    import socket
+    from urllib.parse import urlsplit
+    url = urlsplit(os.environ.get('HF_ENDPOINT', 'https://huggingface.co'))
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == 'https' else 80)), timeout=timeout):
+            return None
+    except OSError as e: return f'the Hugging Face Hub cannot be reached ({url.hostname}: {e.strerror or e})'
+
 def get_data(out: str, source: str = 'stanfordnlp/imdb') -> dict[str, int]:
     "`dpo-imdb data`: hub dataset `source` written to folder `out` as the parquet files `--data` reads; reviews per split."
     path = Path(out).expanduser()
     if path.exists() and not path.is_dir(): raise ConfigError(f"--out {out} is a file, not a folder; choose another --out")
-    if hub_offline():
-        raise ConfigError(_instead(out, f"cannot download {source}: the Hugging Face Hub is switched off here "
-                                        "(HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set)"))
+    if problem := _hub_problem(): raise ConfigError(_instead(out, f'cannot download {source}: {problem}'))
     from dpo_imdb.data import save_imdb
     try: return save_imdb(path, source)
     except FileNotFoundError as e: raise ConfigError(_instead(out, str(e))) from None

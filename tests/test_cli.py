@@ -1,6 +1,6 @@
 """The `dpo-imdb` command line: every RunConfig field a flag, fast refusals that leave nothing behind, `data`, the
 result a run ends with, `python -m dpo_imdb`, the model card, `push`, and pairs that trl reads as is."""
-import json, os, re, shutil, subprocess, sys, time, typing
+import json, os, re, shutil, socket, subprocess, sys, time, typing
 from dataclasses import fields
 from pathlib import Path
 import pandas as pd
@@ -134,6 +134,12 @@ def write_reviews(folder: Path, n: int = 40, columns=('text', 'label', 'id')) ->
         df[list(columns)].to_parquet(folder/f'{split}.parquet')
     return folder
 
+NO_PROXY = {v: '' for v in ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy')}
+
+def closed_port() -> int:
+    "A local TCP port that nothing listens on."
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
 def _refusal(case: str, d: Path) -> tuple[list, str, dict]:
     "The command line of `case` (its inputs made in `d`), the words its one error line must hold, extra environment."
     notes = d/'notes.txt'; notes.write_text('a file')
@@ -154,11 +160,14 @@ def _refusal(case: str, d: Path) -> tuple[list, str, dict]:
         return ['run', '--preset', 'test', '--policy', d/'models'/'gpt2', '--out', d/'run'], 'RunConfig.policy: folder', {}
     if case == 'data_offline': return ['data', '--out', d/'imdb'], 'the Hugging Face Hub is switched off', {'HF_HUB_OFFLINE': '1'}
     if case == 'data_out_is_a_file': return ['data', '--out', notes], 'is a file, not a folder', {}
+    if case == 'data_unreachable':                       # no hub switch set, but its host refuses connections
+        env = {'HF_HUB_OFFLINE': '0', 'HF_DATASETS_OFFLINE': '0', 'HF_ENDPOINT': f'http://127.0.0.1:{closed_port()}', **NO_PROXY}
+        return ['data', '--out', d/'imdb'], 'the Hugging Face Hub cannot be reached (127.0.0.1: Connection refused)', env
     if case == 'bad_value': return ['run', '--beta', '-1', '--out', d/'run'], 'RunConfig.beta must be > 0', {}
     raise ValueError(case)
 
 REFUSALS = ['out_is_a_file', 'out_inside_a_file', 'missing_data', 'data_is_a_file', 'empty_data', 'corrupt_parquet',
-            'another_runs_dir', 'missing_policy', 'data_offline', 'data_out_is_a_file', 'bad_value']
+            'another_runs_dir', 'missing_policy', 'data_offline', 'data_unreachable', 'data_out_is_a_file', 'bad_value']
 
 def _tree(d: Path) -> dict:
     "Every path under `d`, with the bytes of each file."
@@ -250,8 +259,11 @@ def test_data_writes_the_folder_that_data_reads(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(datasets, 'load_dataset', lambda source, **kwargs: load(
         'parquet', data_files={s: str(hub/f'{s}.parquet') for s in ('train', 'test', 'unsup')}))
     for var in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE'): monkeypatch.delenv(var, raising=False)
+    for var in NO_PROXY: monkeypatch.delenv(var, raising=False)
+    host = socket.create_server(('127.0.0.1', 0))                                # the hub's host: accepts a connection
+    monkeypatch.setenv('HF_ENDPOINT', f'http://127.0.0.1:{host.getsockname()[1]}')
     imdb = tmp_path/'imdb'
-    assert main(['data', '--out', str(imdb)]) == 0
+    with host: assert main(['data', '--out', str(imdb)]) == 0
     printed = capsys.readouterr().out
     assert f"{imdb/'train.parquet'} (200 reviews)" in printed and f'dpo-imdb demo --data {imdb} --out runs/demo-imdb' in printed
     assert sorted(p.name for p in imdb.iterdir()) == ['test.parquet', 'train.parquet', 'unsup.parquet']
