@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 import numpy as np
+from tqdm.auto import tqdm
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 from .config import *
 from .distributed import (
@@ -293,15 +294,20 @@ def run_prompts(cfg: RunConfig, run: RunDir, tokenizer, reviews: DatasetDict | N
     return _main_then_load('prompts', make, load)
 
 # %% ../nbs/08_pipeline.ipynb #b800dcb8
-def _chunked(run: RunDir, stage: str, n_rows: int, chunk: int, make) -> Dataset | None:
+def _chunked(run: RunDir, stage: str, n_rows: int, chunk: int, make, unit: str = 'rows') -> Dataset | None:
     "Run `make(start, stop)` over row chunks shared among the processes, saving each finished chunk; reuse chunks from an earlier attempt. The main process returns them all, merged in order."
     chunks_dir = run.path(stage)/'chunks'
     spans = [(start, min(start + chunk, n_rows)) for start in range(0, n_rows, chunk)]
     folder = lambda start, stop: chunks_dir/f'{start:08d}-{stop:08d}'
     todo = [span for span in spans if not (folder(*span)/'dataset_info.json').exists()] if is_main() else None
-    for start, stop in shard(_agree(todo, f'{stage}: chunks to make')):     # one list, shared out, on every process
+    mine = shard(_agree(todo, f'{stage}: chunks to make'))               # one list, shared out, on every process
+    bar = tqdm(total=sum(stop - start for start, stop in mine), desc=stage, unit=f' {unit}',
+               disable=not (run.progress and is_main() and mine))
+    for start, stop in mine:
         part = make(start, stop)
         with atomic_dir(folder(start, stop)) as tmp: part.save_to_disk(str(tmp))
+        bar.update(stop - start)
+    bar.close()
     _sync(f'{stage}: chunks made')
     if not is_main(): return None
     parts = [load_from_disk(str(folder(*span))) for span in spans]
@@ -318,8 +324,8 @@ def run_generate(cfg: RunConfig, run: RunDir, models: Models, prompts: DatasetDi
     started, train = time.time(), prompts['train']
     def make(start, stop):
         return generate_from_config(models.reference, models.tokenizer, train, cfg, models.dtype, start=start, stop=stop,
-                                    progress=run.progress and is_main())
-    completions = _chunked(run, 'generate', len(train), cfg.chunk_prompts, make)     # merged on the main process
+                                    progress=False)                   # _chunked's bar: one for the stage
+    completions = _chunked(run, 'generate', len(train), cfg.chunk_prompts, make, 'prompts')   # merged on the main process
     def merge():
         _save_final(run, 'generate', completions)
         run.finish('generate', started, n_prompts=len(train), n_completions=len(completions),
@@ -334,10 +340,9 @@ def run_score(cfg: RunConfig, run: RunDir, models: Models, completions: Dataset)
     started = time.time()
     def make(start, stop):
         return score_completions(models.scorer, completions.select(range(start, stop)),
-                                 target=cfg.score_target, batch_size=cfg.score_batch_size,
-                                 progress=run.progress and is_main())[0]
+                                 target=cfg.score_target, batch_size=cfg.score_batch_size, progress=False)[0]
     rows = cfg.chunk_prompts * cfg.completions_per_prompt
-    scored = _chunked(run, 'score', len(completions), rows, make)                 # merged on the main process
+    scored = _chunked(run, 'score', len(completions), rows, make, 'completions')  # merged on the main process
     def merge():
         _save_final(run, 'score', scored)
         run.finish('score', started, n_scored=len(scored), dropped_non_finite=len(completions) - len(scored),
@@ -407,7 +412,7 @@ def run_evaluate(cfg: RunConfig, run: RunDir, models: Models, policy, prompts: D
         res = evaluate_policy(policy, models.reference, models.tokenizer, prompts['eval'], models.scorer,
                               independent_scorer=models.independent_scorer,
                               sampling=sampling_from_config(cfg, evaluation=True), dtype=models.dtype,
-                              target=cfg.score_target, progress=run.progress)
+                              target=cfg.score_target, progress=False)   # seconds: the stage's lines are enough
         with atomic_dir(d) as tmp:
             write_json(tmp/'metrics.json', res.metrics)
             res.samples.to_json(tmp/'samples.jsonl', orient='records', lines=True)

@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['ID_COLUMNS', 'REF_COLUMNS', 'OBJECTIVES', 'NO_CHECKPOINTING', 'PLOTS', 'has_columns', 'fit_max_length',
-           'TripletDPOTrainer', 'dpo_config', 'make_trainer', 'history_from_log', 'save_history', 'plot_history',
-           'wandb_run_id', 'wandb_run_env', 'log_evaluation', 'TrainResult', 'SessionSteps', 'train_dpo']
+           'TripletDPOTrainer', 'dpo_config', 'QuietProgress', 'make_trainer', 'history_from_log', 'save_history',
+           'plot_history', 'wandb_run_id', 'wandb_run_env', 'log_evaluation', 'TrainResult', 'SessionSteps',
+           'train_dpo']
 
 # %% ../nbs/06_training.ipynb #d6246e09
 import contextlib, copy, importlib.util, json, os, time, uuid, warnings
@@ -14,9 +15,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 from datasets import Dataset
 from transformers import PreTrainedModel, TrainerCallback
-from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import DPOConfig, DPOTrainer
 from .models import compute_dtype, resolve_device
@@ -155,6 +157,18 @@ def dpo_config(cfg: RunConfig, out_dir, has_eval: bool, recorded: bool, report_t
         dataloader_num_workers=0, disable_tqdm=not progress,
         ddp_find_unused_parameters=False)              # DDP: every GPT-2 weight gets a gradient, no need to search
 
+# %% ../nbs/06_training.ipynb #9e0a2c11
+class QuietProgress(ProgressCallback):
+    "transformers' training bar, labelled DPO, with the latest losses on it: no logged dict printed, no evaluation bars."
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero: self.training_bar = tqdm(total=state.max_steps, desc='DPO', dynamic_ncols=True)
+        self.current_step, self.latest = 0, {}
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.training_bar is None: return
+        self.latest.update({k: f'{v:.4g}' for k, v in (logs or {}).items() if k in ('loss', 'eval_loss')})
+        self.training_bar.set_postfix(self.latest, refresh=False)
+    def on_prediction_step(self, args, state, control, **kwargs): pass
+
 # %% ../nbs/06_training.ipynb #8203e025
 def _check_triplets(ds: Dataset | None, name: str, cfg: RunConfig) -> Dataset | None:
     if ds is None: return None
@@ -189,6 +203,7 @@ def make_trainer(policy: PreTrainedModel, tokenizer, train_triplets: Dataset, ev
                                 processing_class=tokenizer, callbacks=callbacks)
     trainer.objective, trainer.unlikelihood_alpha = objective, float(alpha)
     if not progress: trainer.remove_callback(PrinterCallback)     # no progress bar, and no printed logs either
+    elif trainer.pop_callback(ProgressCallback): trainer.add_callback(QuietProgress)     # (in Jupyter: its own table)
     return trainer
 
 # %% ../nbs/06_training.ipynb #00e8aba4

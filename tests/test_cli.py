@@ -1,11 +1,14 @@
-"""The `dpo-imdb` command line: every RunConfig field a flag, the model card, `push`, and pairs that trl reads as is."""
-import json, os, shutil, subprocess, typing
+"""The `dpo-imdb` command line: every RunConfig field a flag, fast refusals that leave nothing behind, `data`, the
+result a run ends with, `python -m dpo_imdb`, the model card, `push`, and pairs that trl reads as is."""
+import json, os, re, shutil, socket, subprocess, sys, time, typing
 from dataclasses import fields
 from pathlib import Path
+import pandas as pd
 import pytest
 import yaml
 from conftest import cli
 from dpo_imdb.config import RunConfig, from_preset, load_config, save_config, to_dict
+from dpo_imdb.synthetic import synthetic_reviews
 
 TIMEOUT = 180          # seconds, for a command that does not train
 
@@ -35,13 +38,12 @@ def test_flags_override_the_preset(tmp_path):
                 'betas_sweep': [0.05, 1.0], 'tokenizer': 'gpt2'}
     assert cfg == expected
     assert config_of('--preset', 'test', '--tokenizer', 'None')['tokenizer'] is None
-    # `run` takes them too: the run directory records them before the (here missing) data stops the run
+    # `run` takes them too; a data folder that does not exist stops it before anything is written
     out = tmp_path/'run'
     res = dpo_imdb('run', '--preset', 'colab', '--beta', '0.2', '--policy', 'gpt2-medium', '--seed', '3',
                    '--data', tmp_path/'no-such-data', '--out', out)
     assert_one_line_error(res, 'no-such-data')
-    saved = load_config(out/'config.json')
-    assert (saved.beta, saved.policy, saved.seed, saved.out_dir) == (0.2, 'gpt2-medium', 3, str(out))
+    assert not out.exists()
 
 def test_flags_override_the_file_and_the_file_the_preset(tmp_path):
     full = save_config(from_preset('test', beta=0.3, seed=5), tmp_path/'full.json')
@@ -61,7 +63,7 @@ def test_config_round_trips_through_a_file(tmp_path):
     assert config_of('--config', tmp_path/'my.json') == json.loads(res.stdout)
     assert config_of('--preset', 'gpu', '--config', tmp_path/'my.json') == json.loads(res.stdout)
 
-def test_help_lists_every_field_with_type_and_default():
+def test_help_lists_every_field_with_type_and_the_presets_value():
     from dpo_imdb.cli import COMMANDS, build_parser
     parser = build_parser()
     for command in COMMANDS:
@@ -73,11 +75,21 @@ def test_help_lists_every_field_with_type_and_default():
     assert res.returncode == 0
     text = ' '.join(res.stdout.split())
     for f in fields(RunConfig): assert f'--{f.name} ' in text, f.name
-    for shown in ('--beta FLOAT', '(float, default: 0.1)', '--betas_sweep FLOAT [FLOAT ...]', '(list of float, default: 0.05 0.1 0.5)',
-                  '--tokenizer STR', '(str or None, default: None)', '--seed INT', '(int, default: 0)', '--out_dir STR, --out-dir STR, --out STR'):
+    demo = from_preset('demo')                  # `run` starts from the demo preset: --help shows its values
+    for shown in ('--beta FLOAT', f'(float, default: {demo.beta}, from the demo preset)', '--betas_sweep FLOAT [FLOAT ...]',
+                  '(list of float, default: 0.1 0.5 2.0, from the demo preset)', '--tokenizer STR',
+                  '(str or None, default: train, from the demo preset)', '--seed INT', '(int, default: 0, from the demo preset)',
+                  '(str, default: synthetic, from the demo preset)', '(str, default: runs/demo, from the demo preset)',
+                  '--out_dir STR, --out-dir STR, --out STR'):
         assert shown in text, shown
+    assert 'stanfordnlp/imdb' not in text and 'runs/colab' not in text
+    colab = ' '.join(dpo_imdb('run', '--preset', 'colab', '--help').stdout.split())
+    for shown in ('(float, default: 0.1, from the colab preset)', '(str, default: stanfordnlp/imdb, from the colab preset)',
+                  '(str, default: lvwerra/distilbert-imdb, from the colab preset)', '(str, default: runs/colab, from the colab preset)'):
+        assert shown in colab, shown
+    assert '(str, default: runs/demo, from the demo preset)' in ' '.join(dpo_imdb('demo', '--help').stdout.split())
     top = dpo_imdb('--help')
-    assert top.returncode == 0 and all(c in top.stdout for c in [*COMMANDS, 'push'])
+    assert top.returncode == 0 and all(c in top.stdout for c in [*COMMANDS, 'data', 'push'])
 
 def test_building_the_parser_leaves_runconfig_alone():
     from dpo_imdb.cli import build_parser
@@ -99,15 +111,179 @@ def test_a_bad_flag_is_one_line_and_exit_2(args, message):
 def test_no_command_is_one_line_and_exit_2():
     assert_one_line_error(dpo_imdb(), 'the following arguments are required: command')
 
+def test_python_m_dpo_imdb_is_the_same_command(tmp_path):
+    for argv in (['--help'], ['run', '--preset', 'colab', '--help'], ['config', '--preset', 'test', '--seed', '4'],
+                 ['run', '--betta', '0.2'], ['demo', '--data', str(tmp_path/'nope'), '--out', str(tmp_path/'run')]):
+        as_module = subprocess.run([sys.executable, '-m', 'dpo_imdb', *argv], capture_output=True, text=True, timeout=TIMEOUT)
+        as_script = dpo_imdb(*argv)
+        assert (as_module.returncode, as_module.stdout, as_module.stderr) == \
+               (as_script.returncode, as_script.stdout, as_script.stderr), argv
+    script = Path(sys.executable).parent/'dpo-imdb'                 # the console script pip installed, next to python
+    if script.exists():
+        res = subprocess.run([str(script), 'run', '--preset', 'colab', '--help'], capture_output=True, text=True, timeout=TIMEOUT)
+        assert res.stdout == dpo_imdb('run', '--preset', 'colab', '--help').stdout
+
+# -- refusals: within 2 s, before any heavy import, naming the problem, nothing written ---------------------------------
+
+def write_reviews(folder: Path, n: int = 40, columns=('text', 'label', 'id')) -> Path:
+    "A data folder of synthetic reviews: train.parquet, test.parquet and unsup.parquet (unlabelled)."
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ('train', 'test', 'unsup'):
+        df = pd.DataFrame(synthetic_reviews(n, split='train' if split == 'unsup' else split))
+        if split == 'unsup': df['label'] = -1
+        df[list(columns)].to_parquet(folder/f'{split}.parquet')
+    return folder
+
+NO_PROXY = {v: '' for v in ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy')}
+
+def closed_port() -> int:
+    "A local TCP port that nothing listens on."
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def _refusal(case: str, d: Path) -> tuple[list, str, dict]:
+    "The command line of `case` (its inputs made in `d`), the words its one error line must hold, extra environment."
+    notes = d/'notes.txt'; notes.write_text('a file')
+    good = write_reviews(d/'good')
+    if case == 'out_is_a_file': return ['run', '--preset', 'test', '--out', notes], 'notes.txt is a file, not a folder', {}
+    if case == 'out_inside_a_file': return ['run', '--preset', 'test', '--out', notes/'run'], 'notes.txt is a file, not a folder', {}
+    if case == 'missing_data': return ['demo', '--data', d/'imdb', '--out', d/'runs'/'demo-imdb'], f"data folder '{d/'imdb'}' does not exist", {}
+    if case == 'data_is_a_file': return ['demo', '--data', notes, '--out', d/'run'], f'--data {notes} is a file, not a folder', {}
+    if case == 'empty_data':
+        (d/'empty').mkdir(); return ['demo', '--data', d/'empty', '--out', d/'run'], 'has no train/test/unsup.parquet files', {}
+    if case == 'corrupt_parquet':
+        bad = shutil.copytree(good, d/'bad'); f = bad/'train.parquet'; f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+        return ['demo', '--data', bad, '--out', d/'run'], f'{f} is not a readable parquet file', {}
+    if case == 'another_runs_dir':
+        save_config(from_preset('demo', out_dir=str(d/'runs'/'demo')), d/'runs'/'demo'/'config.json')
+        return ['demo', '--data', good, '--out', d/'runs'/'demo'], "holds a run made with a different config (data: 'synthetic' there", {}
+    if case == 'missing_policy':
+        return ['run', '--preset', 'test', '--policy', d/'models'/'gpt2', '--out', d/'run'], 'RunConfig.policy: folder', {}
+    if case == 'data_offline': return ['data', '--out', d/'imdb'], 'the Hugging Face Hub is switched off', {'HF_HUB_OFFLINE': '1'}
+    if case == 'data_out_is_a_file': return ['data', '--out', notes], 'is a file, not a folder', {}
+    if case == 'data_unreachable':                       # no hub switch set, but its host refuses connections
+        env = {'HF_HUB_OFFLINE': '0', 'HF_DATASETS_OFFLINE': '0', 'HF_ENDPOINT': f'http://127.0.0.1:{closed_port()}', **NO_PROXY}
+        return ['data', '--out', d/'imdb'], 'the Hugging Face Hub cannot be reached (127.0.0.1: Connection refused)', env
+    if case == 'bad_value': return ['run', '--beta', '-1', '--out', d/'run'], 'RunConfig.beta must be > 0', {}
+    raise ValueError(case)
+
+REFUSALS = ['out_is_a_file', 'out_inside_a_file', 'missing_data', 'data_is_a_file', 'empty_data', 'corrupt_parquet',
+            'another_runs_dir', 'missing_policy', 'data_offline', 'data_unreachable', 'data_out_is_a_file', 'bad_value']
+
+def _tree(d: Path) -> dict:
+    "Every path under `d`, with the bytes of each file."
+    return {str(p.relative_to(d)): p.read_bytes() if p.is_file() else None for p in sorted(d.rglob('*'))}
+
+@pytest.mark.parametrize('case', REFUSALS)
+def test_a_refusal_is_fast_names_the_problem_and_leaves_nothing(tmp_path, case):
+    argv, words, env = _refusal(case, tmp_path)
+    before = _tree(tmp_path)
+    t0 = time.perf_counter()
+    res = dpo_imdb(*argv, env=env)
+    seconds = time.perf_counter() - t0
+    assert_one_line_error(res, words)
+    assert seconds < 2, f'{case}: refused after {seconds:.2f} s'
+    assert _tree(tmp_path) == before                    # no run directory, no config.json, no data folder, files untouched
+    print(f'{case}: {seconds:.2f} s')
+
+def test_a_refusal_imports_nothing_heavy(tmp_path):
+    probe = ("import json, sys; from dpo_imdb.cli import main; status = main(sys.argv[1:]); "
+             "print(json.dumps([status, sorted(m for m in ('torch', 'transformers', 'datasets', 'trl') if m in sys.modules)]))")
+    (tmp_path/'notes.txt').write_text('a file')
+    for argv in (['run', '--out', str(tmp_path/'notes.txt')], ['demo', '--data', str(tmp_path/'nope')], ['data', '--out', str(tmp_path/'x')],
+                 ['run', '--beta', 'abc'], ['config', '--preset', 'colab']):
+        res = subprocess.run([sys.executable, '-c', probe, *argv], capture_output=True, text=True, timeout=TIMEOUT,
+                             env={**os.environ, 'HF_HUB_OFFLINE': '1'})
+        status = 0 if argv[0] == 'config' else 2
+        assert json.loads(res.stdout.splitlines()[-1]) == [status, []], (argv, res.stdout, res.stderr)
+
+def test_a_problem_found_by_setup_leaves_no_run_directory(tmp_path):
+    "Reviews that are nothing but markup pass the path checks; setup refuses them, and the run directory goes."
+    data = tmp_path/'data'; data.mkdir()
+    pd.DataFrame({'text': ['<br /><br />', '   '] * 10, 'label': [0, 1] * 10}).to_parquet(data/'train.parquet')
+    res = dpo_imdb('prompts', '--preset', 'test', '--data', data, '--out', tmp_path/'run')
+    assert_one_line_error(res, 'no train reviews')
+    assert not (tmp_path/'run').exists()
+
+# -- what a run prints ----------------------------------------------------------------------------------------------------
+
+def test_each_warning_once_as_one_line(capsys):
+    import logging, warnings
+    from dpo_imdb.cli import quiet_run
+    with quiet_run():
+        warnings.simplefilter('always')                  # Python would show a warning again from another line
+        for _ in range(3):
+            warnings.warn('make_prompts: asked for 3000 train prompts,\n  but got 2606')
+            logging.getLogger('transformers.trainer').warning('mtime may not be reliable on this filesystem')
+    assert capsys.readouterr().err.splitlines() == [
+        'dpo-imdb: warning: make_prompts: asked for 3000 train prompts, but got 2606',
+        'dpo-imdb: warning: mtime may not be reliable on this filesystem']
+    assert not any(type(h).__name__ == '_Lines' for h in logging.getLogger('transformers').handlers)     # put back
+
+BAR = re.compile(r'^\s*(?:(.+?): *)?\d+%\|')
+
+def test_a_run_ends_with_its_result_and_prints_no_raw_logs(finished):
+    out, res = finished
+    m = json.loads((out/'evaluate'/'metrics.json').read_text())
+    lines = res.stdout.splitlines()
+    end = '\n'.join(lines[next(i for i, l in enumerate(lines) if l.startswith('dpo-imdb: finished in ')):])
+    for expected in (f"On {m['n_prompts']} held-out prompts (1 sample each, the same seeds for both models)",
+                     f"positive probability    {m['reference/pos_prob']:.3f} -> {m['policy/pos_prob']:.3f} ({m['pos_prob_gain']:+.3f})",
+                     f"win rate                {m['win_rate']:.1%} of prompts: the policy's sample scores higher",
+                     f"KL(policy || reference) {m['kl']:.2f} nats per sample",
+                     f"independent scorer      {m['independent/reference/pos_prob']:.3f} -> {m['independent/policy/pos_prob']:.3f}"
+                     f" ({m['independent/pos_prob_gain']:+.3f}), win rate {m['independent/win_rate']:.1%}; tfidf-char",
+                     f"report                  {out/'report.md'}", f"plots                   {out/'evaluate'/'sentiment.png'}"):
+        assert expected in end, (expected, end)
+    samples = [json.loads(l) for l in (out/'evaluate'/'samples.jsonl').read_text().splitlines()]
+    for s in samples[:2]:
+        prompt = ' '.join(s['prompt'].split())
+        assert f'"{prompt}" ...' in end, (prompt, end)
+    assert end.count('reference, p ') == 2 and end.count('| policy, p ') == 2
+    assert lines[-1] == f"  model                   {out/'train'/'model'}"
+    printed = res.stdout + res.stderr
+    assert not re.search(r"\{'(eval_|train_)?(loss|runtime|grad_norm)'", printed)       # trl's logged dicts
+    assert 'Warning: ' not in printed and 'warnings.warn(' not in printed                 # no Python warning format
+    warned = [l for l in printed.splitlines() if 'warning:' in l.lower()]
+    assert all(l.startswith('dpo-imdb: warning: ') for l in warned) and len(warned) == len(set(warned)), warned
+    bars = {m.group(1) for seg in re.split(r'[\r\n]', res.stderr) if (m := BAR.match(seg))}
+    assert bars == {'SFT', 'generate', 'score', 'DPO'}, bars                              # one per long stage, none else
+
+# -- dpo-imdb data: the hub's path, with the hub played by local parquet files ---------------------------------------------
+
+@pytest.mark.slow
+def test_data_writes_the_folder_that_data_reads(tmp_path, monkeypatch, capsys):
+    import datasets
+    from dpo_imdb.cli import main
+    hub = write_reviews(tmp_path/'hub', n=200, columns=('text', 'label'))          # stanfordnlp/imdb's splits and columns
+    load = datasets.load_dataset
+    monkeypatch.setattr(datasets, 'load_dataset', lambda source, **kwargs: load(
+        'parquet', data_files={s: str(hub/f'{s}.parquet') for s in ('train', 'test', 'unsup')}))
+    for var in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE'): monkeypatch.delenv(var, raising=False)
+    for var in NO_PROXY: monkeypatch.delenv(var, raising=False)
+    host = socket.create_server(('127.0.0.1', 0))                                # the hub's host: accepts a connection
+    monkeypatch.setenv('HF_ENDPOINT', f'http://127.0.0.1:{host.getsockname()[1]}')
+    imdb = tmp_path/'imdb'
+    with host: assert main(['data', '--out', str(imdb)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{imdb/'train.parquet'} (200 reviews)" in printed and f'dpo-imdb demo --data {imdb} --out runs/demo-imdb' in printed
+    assert sorted(p.name for p in imdb.iterdir()) == ['test.parquet', 'train.parquet', 'unsup.parquet']
+    assert pd.read_parquet(imdb/'test.parquet')['text'].tolist() == pd.read_parquet(hub/'test.parquet')['text'].tolist()
+    res = dpo_imdb('prompts', '--preset', 'test', '--data', imdb, '--out', tmp_path/'run', timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((tmp_path/'run'/'prompts'/'manifest.json').read_text())['counts'] == {'n_train': 48, 'n_eval': 16}
+
 # -- a finished run: the model card, push, and the pairs in trl's format ----------------------------------------------
 
 @pytest.fixture(scope='module')
-def finished_run(tmp_path_factory) -> Path:
-    "A whole `test`-preset run (well under a minute)."
+def finished(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    "A whole `test`-preset run (well under a minute), and what it printed."
     out = tmp_path_factory.mktemp('cli')/'run'
     res = dpo_imdb('run', '--preset', 'test', '--out', out, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
-    return out
+    return out, res
+
+@pytest.fixture(scope='module')
+def finished_run(finished) -> Path: return finished[0]
 
 @pytest.fixture
 def run_copy(finished_run, tmp_path) -> Path:
