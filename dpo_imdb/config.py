@@ -231,7 +231,7 @@ PRESETS: dict[str, dict] = {
     'paper': dict(
         policy='gpt2-large', scorer='siebert/sentiment-roberta-large-english', sft_steps=391, sft_lr=2e-5,
         sft_batch_size=64, sft_max_length=256, sft_reviews=25_000, n_train_prompts=25_000, n_eval_prompts=500,
-        completions_per_prompt=4, pairing='all_pairs', gen_batch_size=512, chunk_prompts=2048, score_batch_size=256,
+        completions_per_prompt=4, pairing='all_pairs', score_target='prompt+completion', gen_batch_size=512, chunk_prompts=2048, score_batch_size=256,
         learning_rate=1e-6, train_batch_size=64, eval_batch_size=64, warmup_ratio=0.06, eval_steps=200, save_steps=500,
         frontier_betas=[0.05, 0.1, 1.0, 5.0], frontier_ipo_betas=[0.1, 1.0], frontier_hinge_betas=[0.1, 1.0],
         frontier_cdpo_betas=[0.1, 1.0],

@@ -73,3 +73,16 @@ def test_trl_pinned_to_the_minor_whose_private_hooks_training_overrides():
         theirs = list(inspect.signature(getattr(DPOTrainer, name)).parameters)
         ours = list(inspect.signature(getattr(TripletDPOTrainer, name)).parameters)
         assert theirs == ours, f'DPOTrainer.{name}{theirs} != TripletDPOTrainer.{name}{ours}'
+
+def test_the_sidebar_lists_every_notebook_once():
+    "nbs/sidebar.yml (custom_sidebar: a course and its internals) names each notebook of nbs/ exactly once."
+    import yaml
+    def names(items):
+        for item in items:
+            if isinstance(item, str): yield item
+            else: yield from names(item.get('contents', []))
+    listed = list(names(yaml.safe_load((ROOT/'nbs'/'sidebar.yml').read_text())['website']['sidebar']['contents']))
+    notebooks = sorted(p.name for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith('_'))
+    assert sorted(listed) == notebooks, set(listed) ^ set(notebooks)
+    cp = ConfigParser(delimiters=['=']); cp.read(ROOT/'settings.ini', encoding='utf-8')
+    assert cp['DEFAULT']['custom_sidebar'] == 'True', 'nbdev would rewrite the sidebar without its sections'

@@ -21,7 +21,9 @@
    how the project is worked on; an image reference whose file does not exist relative to the page.
 3. The same text checks on the source notebooks (every cell, hidden ones included, with their saved outputs) and on
    README.md, whose images must exist in the repository (a raw.githubusercontent.com link to this repository's branch
-   is checked against the file it points to).
+   is checked against the file it points to). Saved outputs must also be what a reader should see: no warning, no
+   "skipped", no replacement character (U+FFFD, the sign of text decoded wrongly), and every `$ dpo-imdb ... --help`
+   transcript (as `10_cli`'s `shell` prints it) still what the command prints today: each line shown, in order.
 
 `python tools/check_docs.py [--workers N]`; exit status 1 lists every problem.
 """
@@ -182,7 +184,34 @@ def check_source_nb(nb_path: Path) -> list[str]:
         for kind, text in texts:
             for n, line in enumerate(text.splitlines(), 1):
                 problems += [f"{rel} (cell {c.get('id')}, {kind} line {n}): {p}: {line.strip()[:160]}" for p in text_problems(line)]
+            if kind == 'output': problems += output_problems(f"{rel} (cell {c.get('id')})", text)
     return problems
+
+WARNING = re.compile(r'\b\w*Warning\b|\bwarnings\.warn\(|^\s*warn\(', re.M)
+SKIPPED = re.compile(r'\bskipped\b', re.I)
+
+def help_transcript_problems(text: str) -> list[str]:
+    "Each `$ dpo-imdb ... --help` transcript in `text` whose lines the command no longer prints, in that order."
+    import subprocess
+    problems = []
+    for block in re.split(r'^(?=\$ dpo-imdb )', text, flags=re.M):
+        head, _, body = block.partition('\n')
+        if not head.startswith('$ dpo-imdb ') or '--help' not in head.split(): continue
+        shown = [l for l in body.split('[exit status')[0].splitlines() if l.strip() and l != '[...]']
+        fresh = subprocess.run([sys.executable, '-m', 'dpo_imdb', *head.split()[2:]], capture_output=True, text=True,
+                               timeout=120, env={**os.environ, 'COLUMNS': '80'}, cwd=ROOT)
+        lines, i = (fresh.stdout + fresh.stderr).splitlines(), 0
+        for line in shown:
+            i = next((j + 1 for j in range(i, len(lines)) if lines[j].rstrip() == line.rstrip()), None)
+            if i is None: problems.append(f'{head[2:]}: the saved transcript shows {line.strip()!r}, which it no longer prints (there)'); break
+    return problems
+
+def output_problems(where: str, text: str) -> list[str]:
+    "What a saved output must not show a reader."
+    problems = [f'{where}: a warning in a saved output: {m.group(0)}' for m in WARNING.finditer(text)][:1]
+    problems += [f'{where}: "skipped" in a saved output' for _ in SKIPPED.finditer(text)][:1]
+    if '\ufffd' in text: problems.append(f'{where}: a replacement character (U+FFFD) in a saved output: text decoded wrongly')
+    return problems + [f'{where}: {p}' for p in help_transcript_problems(text)]
 
 def check_readme() -> list[str]:
     path = ROOT/'README.md'
