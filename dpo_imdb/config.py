@@ -54,6 +54,8 @@ class RunConfig:
     sft_batch_size: int = knob(32, 'windows per SFT step')
     sft_max_length: int = knob(64, 'tokens per SFT window')
     sft_reviews: int = knob(20_000, 'reviews (a seeded sample) tokenized for SFT; enough for sft_steps')
+    sft_compile: bool = knob(False, "run SFT's forward through torch.compile (on a GPU it pays back the compilation over "
+                             "a long run)")
     tokenizer_vocab_size: int = knob(4096, "vocabulary of a fitted tokenizer (tokenizer='train' only)")
     # -- prompts
     n_train_prompts: int = knob(25_000, 'prompts whose completions become preference pairs')

@@ -252,12 +252,13 @@ class StaticDecoder:
 
     def _capture(self) -> torch.cuda.CUDAGraph:
         "`step` captured once as a CUDA graph, after warm-up steps on a side stream (they only write scratch values)."
-        stream = torch.cuda.Stream(); stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(3): self.t.fill_(1); self.step()
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph): self.step()
+        with torch.cuda.device(self.k.device):
+            stream = torch.cuda.Stream(); stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3): self.t.fill_(1); self.step()
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph): self.step()
         return graph
 
     def _start(self, prompts: list[list[int]], seeds: list[int]):
