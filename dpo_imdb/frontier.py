@@ -6,7 +6,7 @@
 __all__ = ['METHODS', 'LABELS', 'SETTINGS', 'TRAINED', 'RL_SEED_OFFSET', 'check_frontier', 'FrontierRun', 'frontier_runs',
            'frontier_steps', 'checkpoint_steps', 'best_of_n_kl', 'best_of_n_points', 'evaluate_point', 'CheckpointEval',
            'rloo_advantages', 'rloo_loss', 'rloo_train', 'offline_config', 'train_offline', 'train_rloo',
-           'run_frontier', 'write_frontier']
+           'run_frontier', 'write_frontier', 'envelope_at', 'dominance']
 
 # %% ../nbs/08a_frontier.ipynb #38e4ab5b
 import copy, hashlib, json, math, os, time
@@ -21,7 +21,7 @@ from .distributed import world_size
 from .generation import SamplingConfig, generate_completions, sampling_from_config
 from .loss import completion_logps, pack_completions, sequence_logps
 from .models import autocast
-from .evaluation import distinct_n, evaluate_policy, frontier_table, markdown_table, plot_frontier
+from .evaluation import distinct_n, evaluate_policy, frontier_table, markdown_table, pareto_front, plot_frontier
 from .training import make_trainer
 from .pipeline import (RunError, run_pipeline, run_prompts, run_triplets, setup_models, write_json,
                                write_report)
@@ -354,7 +354,8 @@ def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True) -> 
         'seconds_per_run': timings, 'seconds_in_runs': round(sum(timings.values()), 1),
         'seconds': round(time.time() - started, 1), 'load_average_start': [round(x, 2) for x in load_start],
         'load_average_end': [round(x, 2) for x in os.getloadavg()], 'cpus': os.cpu_count(),
-        'device': str(models.device), 'precision': str(models.dtype).replace('torch.', '')})
+        'device': str(models.device), 'precision': str(models.dtype).replace('torch.', ''),
+        'dpo_dominates': dominance(points), 'dpo_dominates_independent': dominance(points, key='independent_reward')})
     write_report(run)
     _log(f"finished: {len(points)} points from {len(runs)} runs in {time.time() - started:.0f} s; see {root}/frontier.png")
     return points
@@ -371,3 +372,22 @@ def write_frontier(root: Path, points: list[dict], cfg: RunConfig, summary: dict
               markdown_table(frontier_table(points, key='independent_reward').reset_index(names='method'), '.3f')]
     (root/'table.md').write_text('\n'.join(tables) + '\n')
     write_json(root/'summary.json', summary)
+
+# %% ../nbs/08a_frontier.ipynb #5b554abd
+def envelope_at(points: list[dict], method: str, kl: float, key: str = 'reward') -> float:
+    "The best `key` of `method`'s points and the reference's with KL at most `kl` (nan if none)."
+    within = [p[key] for p in points if p['method'] in (method, 'reference') and p['kl'] <= kl and p[key] == p[key]]
+    return max(within) if within else float('nan')
+
+def dominance(points: list[dict], method: str = 'dpo', others=('rloo', 'preferred_ft', 'best_of_n'),
+              key: str = 'reward') -> dict:
+    "For each of `others` on the frontier: does `method`'s envelope reach its reward at the KL of each of its envelope's points?"
+    out = {}
+    for other in others:
+        front = pareto_front([p for p in points if p['method'] == other], key)
+        if not front or not any(p['method'] == method for p in points): continue
+        gaps = [p[key] - envelope_at(points, method, p['kl'], key) for p in front]      # > 0: `other` is ahead there
+        worst = int(np.argmax(gaps))
+        out[other] = {'dominated': bool(max(gaps) <= 0), 'points': len(front), 'largest_shortfall': round(float(gaps[worst]), 4),
+                      'at_kl': round(float(front[worst]['kl']), 3)}
+    return out
