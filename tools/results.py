@@ -417,8 +417,11 @@ def _cells(line: str) -> list[str]:
     return [c.strip() for c in re.split(r'(?<!\\)\|', line.strip())[1:-1]]
 
 def table_column(block: str, header: str) -> dict[str, str]:
-    "The column headed `header` of the markdown table in `block`, by row label."
-    rows = [_cells(l) for l in block.splitlines() if l.startswith('|') and not l.startswith('|---')]
+    "The column headed `header` of the first markdown table in `block`, by row label (the band table after it repeats them)."
+    lines = block.splitlines()
+    start = next((i for i, l in enumerate(lines) if l.startswith('|')), len(lines))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith('|')), len(lines))
+    rows = [_cells(l) for l in lines[start:end] if not l.startswith('|---')]
     if not rows or header not in rows[0]: raise LookupError(f'no column {header!r} in the results table')
     i = rows[0].index(header)
     return {r[0]: r[i] for r in rows[1:]}
