@@ -274,7 +274,10 @@ def generation(args) -> dict:
     at_scale['tokens_per_second'] = round(statistics.median(r['tokens'] / r['seconds'] for r in at_scale['runs']), 1)
     one = prompts.select(range(max(1, B // n)))
     profile = {name: _profile(ours(replace(sampling, decoder=d), one), cuda) for name, d in (('eager', 'eager'), ('ours', decoder))}
+    from dpo_imdb.generation import _DECODERS
+    captured = [d.graph is not None for d in _DECODERS.get(model, {}).values()]     # a failed capture falls back
     return {'rows': len(rows), 'batch': B, 'max_new_tokens': T, 'dtype': str(dtype), 'decoder': decoder,
+            'graphs_captured': f'{sum(captured)} of {len(captured)} decoders',
             'hf_static_compiled': {'compiled': hasattr(model, '_compiled_call'),
                                    'how': "generate(cache_implementation='static'): transformers compiles the decoding "
                                           "forward itself on CUDA (torch.compile, mode reduce-overhead)"},

@@ -9,7 +9,7 @@ __all__ = ['EVAL_SEED_OFFSET', 'COMPLETION_FEATURES', 'SamplingConfig', 'samplin
            'generate_from_config', 'teacher_forced_logps', 'logps_tol']
 
 # %% ../nbs/02_generation.ipynb #ef66de79
-import contextlib, hashlib, inspect, math, time, weakref
+import contextlib, hashlib, inspect, math, time, warnings, weakref
 from dataclasses import dataclass
 import numpy as np
 import torch
@@ -298,7 +298,12 @@ def static_decoder(model, rows: int, prompt_len: int, sampling: SamplingConfig, 
     made = _DECODERS.setdefault(model, {})
     if key not in made:
         while len(made) >= 4: del made[next(iter(made))]                       # the oldest goes, with its buffers
-        made[key] = StaticDecoder(model, rows, prompt_len, sampling, eos_id, pad_id, dtype, mode, record)
+        try: made[key] = StaticDecoder(model, rows, prompt_len, sampling, eos_id, pad_id, dtype, mode, record)
+        except RuntimeError as e:                              # a capture that fails: the same steps, uncaptured
+            if mode != 'graph': raise
+            warnings.warn(f"StaticDecoder: capturing the decode step as a CUDA graph failed ({str(e).splitlines()[0]}); "
+                          "sampling with the static cache uncaptured")
+            made[key] = StaticDecoder(model, rows, prompt_len, sampling, eos_id, pad_id, dtype, 'static', record)
     return made[key]
 
 # %% ../nbs/02_generation.ipynb #dd4b1790
