@@ -1,25 +1,38 @@
 """The prepared GPU check: the `gpu` preset end to end, then ours against the peers a user would pick, in one run.
 
-    bash bench/gpu_check.sh                 # on a GPU machine (installs the carried wheels first)
-    python bench/gpu_check.py --cpu --smoke # the same steps at smoke size on a CPU (a dry run of this script)
+    bash bench/gpu_check.sh                        # on a GPU machine (installs the carried wheels first)
+    bash bench/gpu_check.sh --only frontier        # the `gpu` preset's reward-vs-KL frontier alone, its own budget
+    python bench/gpu_check.py --cpu --smoke        # every step at smoke size on a CPU (a dry run of this script)
 
 Steps, each recorded in OUT/gpu_check.json as soon as it ends (so a run cut short keeps what it measured):
 
 1. `environment`: GPU, driver-visible memory, library versions.
-2. `gpu_tests`: the notebook cells flagged `gpu` (`nbdev_test --flags gpu`) of the notebooks that have them.
-3. `preset`: `dpo-imdb run --preset gpu` with GPT-2's config and tokenizer (no weights: SFT teaches it) and real IMDb,
-   in-process; per-stage seconds and peak GPU memory from the run's manifests, generation tokens/s, evaluation metrics.
-4. `generation`: on the preset's SFT reference, real prompts, 4 samples x `max_new_tokens` each, in the run's
-   precision: ours (`generate_completions`, with its recorded log-probs) against HF `model.generate` on a left-padded
-   batch of the same rows in the same autocast, alone and followed by the teacher-forced pass that gives it the
-   reference log-probs ours records. Interleaved repeats, medians.
-5. `training`: DPO steps on the preset's pairs: ours (`TripletDPOTrainer`, recorded reference log-probs, no
+2. `preset`: `dpo-imdb run --preset gpu` with GPT-2's config and tokenizer (no weights: SFT teaches it) and real IMDb,
+   in-process; per-stage seconds and peak GPU memory from the run's manifests, SFT's seconds apart from the rest of
+   setup, generation tokens/s, evaluation metrics.
+3. `generation`: on the preset's SFT reference, real prompts, 4 samples x `max_new_tokens` each, in the run's
+   precision: ours (`generate_completions` as the pipeline runs it: the captured decode graph, log-probs recorded)
+   against HF `model.generate` on a left-padded batch of the same rows in the same autocast -- plain, plain followed by
+   the teacher-forced pass that gives it the log-probs ours records, and with a static cache, whose decoding forward
+   transformers compiles (`torch.compile`, mode reduce-overhead) -- and against our own eager loop. Interleaved
+   repeats, medians. Then ours at the pipeline's batch of 1,024, and `torch.profiler` over one batch of each loop.
+4. `training`: DPO steps on the preset's pairs: ours (`TripletDPOTrainer`, recorded reference log-probs, no
    reference model) against trl's `DPOTrainer` with its reference model, same batch, steps and precision.
+5. `rloo`: online RL on the preset's reference with the training scorer as reward: `rloo_train` for 150 steps of 64
+   completions, and trl's `RLOOTrainer` for a few steps of the same size beside it (seconds per step).
+6. `sft`: `train_sft` on the preset's model, batch and length: tokens/s of the training loop, eager and compiled.
+7. `gpu_tests`: the notebook cells flagged `gpu` (`nbdev_test --flags gpu`) of the notebooks that have them.
+8. `frontier` (with `--frontier` or `--only frontier`): `dpo-imdb frontier --preset gpu` in a subprocess with its own
+   time budget (`--frontier-budget`, within `--budget`); OUT/frontier_points.json, OUT/frontier.png and
+   OUT/frontier_table.md, or the runs it finished (a later call on the same machine resumes them).
 
-Budget: every step checks the time left (`--budget`, default 480 s) and is skipped, and recorded as skipped, when it
+Last, `targets`: each target of the issue with what it was measured from, met or missed, or pending (not measured: a
+CPU dry run, a skipped or failed step).
+
+Budget: every step checks the time left (`--budget`, default 540 s) and is skipped, and recorded as skipped, when it
 would not fit. Paths come from `DPO_IMDB_GPT2_DIR` and `DPO_IMDB_DATA_DIR`.
 """
-import argparse, json, os, platform, statistics, subprocess, sys, time, traceback
+import argparse, json, os, platform, shutil, statistics, subprocess, sys, time, traceback
 from dataclasses import replace
 from pathlib import Path
 
@@ -104,24 +117,36 @@ def gpu_tests(args) -> dict:
     return {'notebooks': results, 'all_passed': all(r['passed'] for r in results.values())}
 
 
-def preset(args) -> dict:
+def config(args):
+    "The `gpu` preset's config for this check (smoke-sized with --smoke, fp32 on the CPU with --cpu)."
     from dpo_imdb.config import from_preset, smoke
-    from dpo_imdb.pipeline import STAGES, run_pipeline
     cfg = from_preset('gpu', policy=os.environ['DPO_IMDB_GPT2_DIR'], data=os.environ['DPO_IMDB_DATA_DIR'],
-                      out_dir=str(args.out/'run'), wandb_mode='disabled', **args.preset_overrides)
-    if args.smoke: cfg = replace(smoke(cfg), out_dir=str(args.out/'run'))
+                      out_dir=str(args.run_dir), wandb_mode='disabled')
+    if args.smoke:                                   # rloo samples 4 completions of a prompt: a batch of 4, not 2
+        cfg = replace(smoke(cfg), out_dir=str(args.run_dir), train_batch_size=4, frontier_steps=2, frontier_eval_every=2,
+                      frontier_eval_prompts=2, frontier_bon_n=[1, 2])
     if args.cpu: cfg = replace(cfg, device='cpu', precision='fp32')
-    args.cfg = cfg
+    return cfg
+
+
+def preset(args) -> dict:
+    from dpo_imdb.pipeline import STAGES, run_pipeline
+    cfg = args.cfg
     run = run_pipeline(cfg, force=True)
     stages = {}
     for stage in STAGES:
         m = run.manifest(stage)
         stages[stage] = {k: m.get(k) for k in ('seconds', 'peak_rss_mb', 'peak_gpu_mb')} | {'counts': m['counts']}
-    gen = stages['generate']
+    gen, setup = stages['generate'], stages['setup']
     gen['tokens_per_second'] = round(gen['counts']['n_tokens'] / gen['seconds'], 1)
+    sft_seconds = setup['counts'].get('sft_seconds')
+    if sft_seconds:
+        setup['besides_sft_seconds'] = round(setup['seconds'] - sft_seconds, 2)
+        setup['sft_tokens_per_second'] = round(cfg.sft_steps * cfg.sft_batch_size * cfg.sft_max_length / sft_seconds, 1)
     metrics = json.loads((run.path('evaluate')/'metrics.json').read_text())
     return {'config': {k: getattr(cfg, k) for k in ('n_train_prompts', 'n_eval_prompts', 'sft_steps', 'max_new_tokens',
-                                                      'gen_batch_size', 'train_batch_size', 'precision', 'device')},
+                                                      'gen_batch_size', 'train_batch_size', 'precision', 'device',
+                                                      'gen_decoder', 'sft_compile')},
             'stages': stages, 'total_stage_seconds': round(sum(s['seconds'] for s in stages.values()), 1),
             'metrics': metrics, 'scorers': json.loads((run.path('setup')/'scorers.json').read_text()),
             'samples_md': (run.path('evaluate')/'samples.md').read_text()[:3000]}
@@ -136,29 +161,91 @@ def _reference(args):
     return load_policy(str(run/'setup'/'reference'), tok, device=device), tok, compute_dtype(args.cfg.precision, device)
 
 
+def sft(args) -> dict:
+    "Tokens/s of `train_sft`'s loop (its tokenizing timed apart and taken out) at the preset's batch and length."
+    import copy
+    import pandas as pd
+    from dpo_imdb.models import _review_stream, train_sft
+    model, tok, dtype = _reference(args)
+    cfg, steps = args.cfg, args.sft_steps
+    texts = pd.read_parquet(Path(cfg.data)/'train.parquet', columns=['text'])['text'][:args.sft_texts].tolist()
+    t0 = time.perf_counter(); _review_stream(tok, texts, cfg.sft_max_length); tokenize = time.perf_counter() - t0
+    tokens = steps * cfg.sft_batch_size * cfg.sft_max_length
+    def timed(m, n, compile):
+        _sync(); t0 = time.perf_counter()
+        train_sft(m, tok, texts, n, cfg.sft_lr, cfg.sft_batch_size, cfg.sft_max_length, dtype=dtype, progress=False,
+                  compile=compile)
+        _sync(); return time.perf_counter() - t0
+    out = {'steps': steps, 'batch': cfg.sft_batch_size, 'length': cfg.sft_max_length, 'dtype': str(dtype),
+           'tokenize_seconds': round(tokenize, 3)}
+    for name, compile in (('eager', False), ('compiled', True)):
+        if compile and args.cpu:
+            out[name] = {'skipped': 'compiling GPT-2 124M on a CPU takes minutes; 01a_models checks compile on a tiny model'}
+            continue
+        m = copy.deepcopy(model)
+        warm = timed(m, args.sft_warmup, compile)               # kernels, allocator; compiled: the compilation itself
+        seconds = timed(m, steps, compile) - tokenize
+        out[name] = {'warmup_seconds': round(warm, 2), 'seconds': round(seconds, 3),
+                     'tokens_per_second': round(tokens / seconds, 1)}
+        del m
+    return out
+def _profile(fn, cuda: bool) -> dict:
+    "One call of `fn` under torch.profiler: wall time, device kernel time, launches, host syncs, the top operations."
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    fn()                                                                       # warm: a new decoder captures its graph
+    _sync(); t0 = time.perf_counter()
+    with profile(activities=acts) as prof: fn(); _sync()
+    wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    count = lambda *names: sum(e.count for e in events if e.key in names)
+    out = {'wall_seconds': round(wall, 4), 'aten_ops': sum(e.count for e in events if e.key.startswith('aten::')),
+           'host_reads': count('aten::_local_scalar_dense', 'aten::nonzero'), 'cat': count('aten::cat')}
+    if cuda:
+        dev = lambda e: getattr(e, 'self_device_time_total', getattr(e, 'self_cuda_time_total', 0))
+        out.update(kernel_seconds=round(sum(dev(e) for e in events if e.device_type.name == 'CUDA') / 1e6, 4),
+                   kernel_launches=count('cudaLaunchKernel', 'cuLaunchKernel', 'cudaLaunchKernelExC'),
+                   graph_launches=count('cudaGraphLaunch'),
+                   syncs=count('cudaStreamSynchronize', 'cudaDeviceSynchronize', 'cudaEventSynchronize'),
+                   memcpy=count('cudaMemcpyAsync', 'cudaMemcpy'),
+                   top=[(e.key, round(dev(e) / 1e3, 2), e.count) for e in sorted(events, key=dev, reverse=True)[:8]])
+    return out
+
+
 def generation(args) -> dict:
+    """Ours (`generate_completions` as the pipeline runs it: the fast decoder, log-probs recorded) against HF
+    `model.generate` (plain, and with a static cache and its compiled forward), the same rows, interleaved repeats;
+    then ours at the pipeline's batch of 1,024, and a profile of one batch of the eager loop and of ours."""
     from datasets import load_from_disk
-    from dpo_imdb.generation import SamplingConfig, generate_completions
+    from dpo_imdb.generation import SamplingConfig, generate_completions, resolve_decoder
     from dpo_imdb.loss import completion_logps
     from dpo_imdb.models import autocast
     model, tok, dtype = _reference(args)
-    prompts = load_from_disk(str(Path(args.cfg.out_dir)/'prompts'/'dataset'))['train'].select(range(args.gen_prompts))
+    cuda = model.device.type == 'cuda'
+    prompts = load_from_disk(str(Path(args.cfg.out_dir)/'prompts'/'dataset'))['train']
     n, T, B = 4, args.cfg.max_new_tokens, args.gen_batch
-    sampling = SamplingConfig(n=n, max_new_tokens=T, batch_size=B)
-    rows = [list(p) for p in prompts['prompt_ids'] for _ in range(n)]          # the same rows, prompt-major
+    part = prompts.select(range(args.gen_prompts))
+    decoder = resolve_decoder('auto' if cuda else 'static', model)     # a CPU dry run takes the static path uncaptured
+    sampling = SamplingConfig(n=n, max_new_tokens=T, batch_size=B, decoder=decoder)
+    rows = [list(p) for p in part['prompt_ids'] for _ in range(n)]          # the same rows, prompt-major
+    width = max(map(len, rows))                                             # every HF batch padded alike: one shape
 
-    def ours():
-        ds = generate_completions(model, tok, prompts, sampling, dtype, progress=False)
-        return {'tokens': sum(map(len, ds['completion_ids']))}
+    def ours(sampling=sampling, prompts=part):
+        def go():
+            ds = generate_completions(model, tok, prompts, sampling, dtype, progress=False)
+            return {'tokens': sum(map(len, ds['completion_ids']))}
+        return go
 
-    def hf(record_logps: bool):
+    def hf(record_logps: bool, static: bool = False):
+        extra = {'cache_implementation': 'static'} if static else {}
         def go():
             tokens = 0
             for i in range(0, len(rows), B):
-                batch = tok.pad({'input_ids': rows[i:i + B]}, return_tensors='pt').to(model.device)   # left padding
+                batch = tok.pad({'input_ids': rows[i:i + B]}, padding='max_length', max_length=width,
+                                return_tensors='pt').to(model.device)                       # left padding
                 with torch.inference_mode(), autocast(model.device, dtype):
                     out = model.generate(**batch, do_sample=True, top_k=0, top_p=1.0, temperature=1.0, max_new_tokens=T,
-                                         pad_token_id=tok.pad_token_id)
+                                         pad_token_id=tok.pad_token_id, **extra)
                 new = out[:, batch['input_ids'].shape[1]:]
                 keep = [r[:int((r != tok.pad_token_id).sum()) or 1].tolist() for r in new]   # EOS = pad for GPT-2
                 tokens += sum(map(len, keep))
@@ -166,15 +253,39 @@ def generation(args) -> dict:
             return {'tokens': tokens}
         return go
 
-    sides = {'ours': ours, 'hf_generate': hf(False), 'hf_generate+logps': hf(True)}
-    ours()                                                                       # warm-up (kernels, allocator)
+    sides = {'ours': ours(), 'ours_eager': ours(replace(sampling, decoder='eager')), 'hf_generate': hf(False),
+             'hf_generate+logps': hf(True), 'hf_static_compiled': hf(False, static=True)}
+    warmup, errors = {}, {}
+    for name, fn in list(sides.items()):                   # warm-up: kernels, the graph capture, HF's compilation
+        _sync(); t0 = time.perf_counter()
+        try: fn()
+        except Exception as e:
+            errors[name] = f'{type(e).__name__}: {e}'[:500]; del sides[name]; traceback.print_exc(); continue
+        _sync(); warmup[name] = round(time.perf_counter() - t0, 2)
     timing = _median_runs(sides, args.repeats)
     for name, t in timing.items():
         t['tokens_per_second'] = round(statistics.median(r['tokens'] / r['seconds'] for r in t['runs']), 1)
-    base = timing['ours']['median_seconds']
-    return {'rows': len(rows), 'batch': B, 'max_new_tokens': T, 'dtype': str(dtype), 'timing': timing,
-            'speedup_vs_hf_generate': round(timing['hf_generate']['median_seconds'] / base, 2),
-            'speedup_vs_hf_generate_with_logps': round(timing['hf_generate+logps']['median_seconds'] / base, 2)}
+    ratio = lambda peer: round(timing[peer]['median_seconds'] / timing['ours']['median_seconds'], 2) \
+        if peer in timing and 'ours' in timing else None
+    big = prompts.select(range(args.big_prompts))
+    big_sampling = replace(sampling, batch_size=args.big_batch)
+    ours(big_sampling, big)()                                                                # its own decoder: warm up
+    at_scale = _median_runs({'ours': ours(big_sampling, big)}, args.repeats)['ours']
+    at_scale['tokens_per_second'] = round(statistics.median(r['tokens'] / r['seconds'] for r in at_scale['runs']), 1)
+    one = prompts.select(range(max(1, B // n)))
+    profile = {name: _profile(ours(replace(sampling, decoder=d), one), cuda) for name, d in (('eager', 'eager'), ('ours', decoder))}
+    from dpo_imdb.generation import _DECODERS
+    captured = [d.graph is not None for d in _DECODERS.get(model, {}).values()]     # a failed capture falls back
+    return {'rows': len(rows), 'batch': B, 'max_new_tokens': T, 'dtype': str(dtype), 'decoder': decoder,
+            'graphs_captured': f'{sum(captured)} of {len(captured)} decoders',
+            'hf_static_compiled': {'compiled': hasattr(model, '_compiled_call'),
+                                   'how': "generate(cache_implementation='static'): transformers compiles the decoding "
+                                          "forward itself on CUDA (torch.compile, mode reduce-overhead)"},
+            'warmup_seconds': warmup, 'errors': errors, 'timing': timing,
+            'speedup_vs_hf_generate': ratio('hf_generate'), 'speedup_vs_hf_generate_with_logps': ratio('hf_generate+logps'),
+            'speedup_vs_hf_static_compiled': ratio('hf_static_compiled'), 'speedup_vs_eager_loop': ratio('ours_eager'),
+            'at_scale': {'rows': len(big) * n, 'batch': args.big_batch, **at_scale},
+            'profile_one_batch': {'rows': len(one) * n, **profile}}
 
 
 def training(args) -> dict:
@@ -186,7 +297,7 @@ def training(args) -> dict:
     pairs = load_from_disk(str(Path(args.cfg.out_dir)/'triplets'/'pairs'))['train']
     steps, warmup, batch = args.train_steps, 2, args.cfg.train_batch_size
     pairs = pairs.select(range(min(len(pairs), (steps + warmup) * batch)))
-    cfg = replace(args.cfg, max_steps=steps + warmup, logging_steps=1, save_steps=10**6, eval_steps=10**6, warmup_ratio=0.0)
+    cfg = replace(args.cfg, max_steps=steps + warmup, logging_steps=10, save_steps=10**6, eval_steps=10**6, warmup_ratio=0.0)
     marks = {}
 
     class Clock:
@@ -213,7 +324,8 @@ def training(args) -> dict:
         peer_args = DPOConfig(output_dir=str(Path(d)/'trl'), beta=cfg.beta, max_length=cfg.max_length, max_steps=steps + warmup,
                               per_device_train_batch_size=batch, learning_rate=cfg.learning_rate, warmup_steps=0,
                               bf16=dtype == torch.bfloat16, use_cpu=args.cpu, report_to='none', save_strategy='no',
-                              logging_steps=1, gradient_checkpointing=False, disable_tqdm=True)
+                              logging_steps=10, logging_first_step=True, gradient_checkpointing=False,
+                              disable_tqdm=True)
         text = pairs.select_columns(['prompt', 'chosen', 'rejected'])
         peer = DPOTrainer(model=copy.deepcopy(model), ref_model=copy.deepcopy(model), args=peer_args, train_dataset=text,
                           processing_class=tok, callbacks=[Hook(Clock('trl'))])
@@ -231,29 +343,177 @@ def training(args) -> dict:
     return out
 
 
+def rloo(args) -> dict:
+    """Online RL on the preset's reference, the training scorer as reward, KL coefficient 0.05: `rloo_train` for
+    `--rl-steps` steps of the preset's batch, after 2 warm-up steps; trl's `RLOOTrainer` for `--rl-trl-steps` steps of the
+    same size (its own generation) beside it."""
+    import copy, tempfile
+    from datasets import load_from_disk
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
+    from trl import RLOOConfig, RLOOTrainer
+    from dpo_imdb.frontier import rloo_train
+    from dpo_imdb.scoring import load_scorer
+    from dpo_imdb.training import NO_CHECKPOINTING
+    model, tok, dtype = _reference(args)
+    cfg, run = args.cfg, Path(args.cfg.out_dir)
+    scorer = load_scorer(str(run/'setup'/'scorer'), device=model.device)
+    prompts = load_from_disk(str(run/'prompts'/'dataset'))['train']
+    k, B, kl_coef = cfg.completions_per_prompt, cfg.train_batch_size, 0.05
+    reward = lambda samples: scorer(samples['completion']).probs.tolist()
+    def ours(steps):
+        policy = copy.deepcopy(model)
+        _sync(); t0 = time.perf_counter()
+        rows = rloo_train(policy, model, tok, prompts, reward, kl_coef, steps, cfg.learning_rate, B, k, cfg.max_new_tokens,
+                          dtype, cfg.seed)
+        _sync(); return time.perf_counter() - t0, rows
+    warm, _ = ours(2)                                                     # kernels, the decode graph's capture
+    seconds, rows = ours(args.rl_steps)
+    out = {'batch': B, 'completions_per_prompt': k, 'max_new_tokens': cfg.max_new_tokens, 'kl_coef': kl_coef,
+           'dtype': str(dtype), 'ours': {'steps': args.rl_steps, 'warmup_seconds': round(warm, 2),
+                                         'seconds': round(seconds, 2), 'seconds_per_step': round(seconds / args.rl_steps, 4),
+                                         'reward_first_step': rows[0]['reward'], 'reward_last_step': rows[-1]['reward'],
+                                         'kl_last_step': rows[-1]['kl']}}
+    marks = []
+    class Clock(TrainerCallback):
+        def on_step_end(self, a, state, control, **kw): _sync(); marks.append(time.perf_counter())
+    with tempfile.TemporaryDirectory() as d:
+        trl_args = RLOOConfig(output_dir=d, use_cpu=args.cpu, bf16=dtype == torch.bfloat16, report_to='none',
+                              per_device_train_batch_size=B, num_generations=k, max_completion_length=cfg.max_new_tokens,
+                              temperature=1.0, top_k=0, top_p=1.0, beta=kl_coef, learning_rate=cfg.learning_rate,
+                              max_steps=args.rl_trl_steps + 1, disable_dropout=True, save_strategy='no',
+                              logging_steps=10**6, disable_tqdm=True, **NO_CHECKPOINTING)
+        trainer = RLOOTrainer(model=str(run/'setup'/'reference'), reward_funcs=lambda completions, **kw: reward(
+            {'completion': completions}), args=trl_args, processing_class=tok,
+            train_dataset=prompts.select_columns(['prompt']), callbacks=[Clock()])
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+    per_step = (marks[-1] - marks[0]) / (len(marks) - 1)                 # after its first step
+    out['trl'] = {'steps_timed': len(marks) - 1, 'seconds_per_step': round(per_step, 4),
+                  'seconds_for_ours_steps': round(per_step * args.rl_steps, 2)}
+    out['speedup_per_step_vs_trl'] = round(per_step / out['ours']['seconds_per_step'], 2)
+    return out
+
+
+def frontier(args) -> dict:
+    """`dpo-imdb frontier` with the preset's config in a subprocess with its own budget: the points and the figure, or
+    the runs that finished in time (it resumes: a second call continues where the first stopped)."""
+    from dpo_imdb.config import save_config
+    from dpo_imdb.frontier import dominance
+    cfg = args.cfg
+    config_file = save_config(cfg, Path(cfg.out_dir).parent/'frontier_config.json')
+    root = Path(cfg.out_dir)/'frontier'
+    t0, timed_out = time.time(), False
+    try:
+        res = subprocess.run([sys.executable, '-m', 'dpo_imdb.cli', 'frontier', '--config', str(config_file)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=max(60, min(args.frontier_budget, args.check.left())))
+        log, code = res.stdout + res.stderr, res.returncode
+    except subprocess.TimeoutExpired as e:
+        log, code, timed_out = (e.stdout or b'').decode() + (e.stderr or b'').decode(), None, True
+    finished = {p.parent.name: json.loads(p.read_text()) for p in sorted((root/'runs').glob('*/result.json'))}
+    out = {'seconds': round(time.time() - t0, 1), 'timed_out': timed_out, 'returncode': code,
+           'runs_finished': {name: {'seconds': r['seconds'], 'points': len(r['points'])} for name, r in finished.items()},
+           'log_tail': '\n'.join(l for l in log.splitlines() if 'frontier' in l and ' see ' not in l)[-3000:]}   # no paths
+    if (root/'summary.json').exists() and code == 0:
+        summary = json.loads((root/'summary.json').read_text())
+        points = json.loads((root/'points.json').read_text())
+        for name, dest in (('points.json', 'frontier_points.json'), ('frontier.png', 'frontier.png'),
+                           ('table.md', 'frontier_table.md')):
+            shutil.copyfile(root/name, args.out/dest)
+        stages = [json.loads((Path(cfg.out_dir)/st/'manifest.json').read_text())['seconds']
+                  for st in ('setup', 'prompts', 'generate', 'score', 'triplets')]
+        out.update(complete=True, summary=summary, stages_seconds=round(sum(stages), 1),
+                   from_scratch_seconds=round(sum(stages) + summary['seconds_in_runs'], 1), dpo_dominates=dominance(points),
+                   dpo_dominates_independent=dominance(points, key='independent_reward'))
+    else: out['complete'] = False
+    if not out['complete'] and code not in (0, None): raise RuntimeError(f'dpo-imdb frontier failed ({code}):\n{log[-2000:]}')
+    return out
+
+
+TARGETS = [   # name, (step, how the value is read), target, direction
+    ('generation: ours / HF generate, same rows (x)', ('generation', lambda s: s['speedup_vs_hf_generate']), 4.0, '>='),
+    ('generation: ours / HF generate with a static cache, compiled (x)',
+     ('generation', lambda s: s['speedup_vs_hf_static_compiled'] if s['hf_static_compiled']['compiled'] else None), 1.5, '>='),
+    ('generation: tokens/s at batch 1024 x 48 new tokens', ('generation', lambda s: s['at_scale']['tokens_per_second']),
+     300_000, '>='),
+    ('SFT: tokens/s of the training loop (the faster of eager and compiled)',
+     ('sft', lambda s: max(s[k]['tokens_per_second'] for k in ('eager', 'compiled') if 'tokens_per_second' in s[k])),
+     400_000, '>='),
+    ('DPO training: ours / trl DPOTrainer, pairs/s (x)', ('training', lambda s: s['speedup_vs_trl']), 2.0, '>='),
+    ('the gpu preset end to end (s, the stages)', ('preset', lambda s: s['total_stage_seconds']), 100, '<='),
+    ('the gpu preset: setup besides SFT (s)', ('preset', lambda s: s['stages']['setup']['besides_sft_seconds']), 15, '<='),
+    ('RLOO: 150 steps at batch 64 (s)', ('rloo', lambda s: s['ours']['seconds'] if s['ours']['steps'] == 150 else None),
+     20, '<='),
+    ('the frontier of the gpu preset, all 8 methods, from scratch (s: its stages and runs)',
+     ('frontier', lambda s: s['from_scratch_seconds'] if s['complete'] else None), 900, '<='),
+]
+
+
+def targets(results: dict) -> dict:
+    "Each target: the measured value, and met / missed, or pending with the reason."
+    out = {}
+    for name, (step, read), target, op in TARGETS:
+        s = results['steps'].get(step)
+        row = {'target': target, 'direction': op, 'from': f'step {step!r}'}
+        if s is not None and s.get('ok'):
+            try: row['measured'] = read(s)
+            except (KeyError, TypeError, ValueError): pass
+        if results['mode'] == 'cpu' or results['smoke']:
+            row['status'] = 'pending: a CPU or smoke dry run measures no GPU target'
+        elif s is None or 'skipped' in s or not s.get('ok'):
+            row['status'] = f"pending: step {step!r} " + ('did not run' if s is None else 'was skipped' if 'skipped' in s
+                                                           else 'failed')
+        elif row.get('measured') is None: row['status'] = f'pending: step {step!r} did not measure it'
+        else:
+            value = row['measured']
+            row['status'] = 'met' if (value >= target if op == '>=' else value <= target) else 'missed'
+        if step == 'generation' and s and s.get('ok') and 'measured' in row:
+            row['peer'] = 'HF model.generate, same rows, same precision, interleaved repeats'
+        out[name] = row
+    return out
+
+
+STEPS = ('environment', 'preset', 'generation', 'training', 'rloo', 'sft', 'gpu_tests', 'frontier')   # in this order
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--cpu', action='store_true', help='run on the CPU in fp32 (a dry run of this script)')
     p.add_argument('--smoke', action='store_true', help='the smoke size of the preset and tiny benchmarks')
     p.add_argument('--out', type=Path, default=Path(os.environ.get('OUT', ROOT/'bench'/'gpu_check_out')))
-    p.add_argument('--budget', type=float, default=480.0, help='seconds for the whole check')
+    p.add_argument('--run-dir', type=Path, default=ROOT/'bench'/'gpu_check_out'/'run',
+                   help="the preset's run directory (git-ignored; a later call on the same machine reuses its stages)")
+    p.add_argument('--budget', type=float, default=540.0, help='seconds for the whole check')
+    p.add_argument('--frontier', action='store_true', help='also run the frontier step, after the others')
+    p.add_argument('--frontier-budget', type=float, default=900.0, help="seconds for the frontier step's command")
+    p.add_argument('--only', help=f"comma-separated steps to run, of {', '.join(STEPS)} (environment always runs)")
     p.add_argument('--skip-tests', action='store_true')
     args = p.parse_args()
     for var in ('DPO_IMDB_GPT2_DIR', 'DPO_IMDB_DATA_DIR'):
         if not os.environ.get(var): sys.exit(f'gpu_check: set {var} (see bench/gpu_check.sh)')
+    chosen = set(args.only.split(',')) if args.only else set(STEPS) - ({'frontier'} if not args.frontier else set())
+    if args.cpu or args.skip_tests: chosen.discard('gpu_tests')
+    unknown = chosen - set(STEPS)
+    if unknown: sys.exit(f"gpu_check: unknown step(s) {', '.join(sorted(unknown))}: choose from {', '.join(STEPS)}")
     small = args.smoke or args.cpu
-    args.preset_overrides = {}
     args.gen_prompts, args.gen_batch, args.repeats, args.train_steps = (8, 8, 1, 2) if small else (512, 512, 3, 20)
+    args.big_prompts, args.big_batch = (8, 16) if small else (1024, 1024)
+    args.sft_steps, args.sft_warmup, args.sft_texts = (3, 1, 200) if small else (200, 20, 5000)
+    args.rl_steps, args.rl_trl_steps = (2, 1) if small else (150, 10)
     args.check = Check(args.out/'gpu_check.json', args.budget)
-    args.check.results.update(mode='cpu' if args.cpu else 'gpu', smoke=args.smoke, started=time.strftime('%Y-%m-%dT%H:%M:%S'))
+    args.check.results.update(mode='cpu' if args.cpu else 'gpu', smoke=args.smoke, steps_chosen=sorted(chosen),
+                              started=time.strftime('%Y-%m-%dT%H:%M:%S'))
+    args.cfg = config(args)
     args.check.step('environment', lambda: environment(args))
-    if not (args.cpu or args.skip_tests): args.check.step('gpu_tests', lambda: gpu_tests(args), needs=60)
-    args.check.step('preset', lambda: preset(args), needs=60)
-    if 'cfg' in vars(args):
-        args.check.step('generation', lambda: generation(args), needs=30)
-        args.check.step('training', lambda: training(args), needs=30)
+    needs = {'gpu_tests': 60, 'preset': 60, 'sft': 20, 'generation': 30, 'training': 20, 'rloo': 30, 'frontier': 120}
+    for name in STEPS[1:]:
+        if name in chosen: args.check.step(name, lambda name=name: globals()[name](args), needs=needs[name])
+    args.check.results['targets'] = targets(args.check.results)
+    args.check.path.write_text(json.dumps(args.check.results, indent=1, default=str) + '\n')
     steps = args.check.results['steps']
     failed = [k for k, v in steps.items() if not v.get('ok', True) or v.get('all_passed') is False]
+    print('\n'.join(f"{name}: {t.get('measured', '-')} (target {t['direction']} {t['target']:g}): {t['status']}"
+                    for name, t in args.check.results['targets'].items()))
     print(f"gpu_check: {len(steps)} steps in {time.time() - T0:.0f} s; failed: {failed or 'none'}; results in {args.check.path}")
     sys.exit(1 if failed else 0)
 

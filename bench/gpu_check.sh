@@ -8,7 +8,8 @@
 #   bash bench/gpu_check.sh               # on the GPU machine, with .gpucheck/ beside the code: installs the wheels
 #                                         # into /tmp (no network), then runs every step; results in $OUT or
 #                                         # bench/gpu_check_out/gpu_check.json
-#   bash bench/gpu_check.sh --cpu --smoke # a dry run of the same steps on a CPU
+#   bash bench/gpu_check.sh --only frontier  # the `gpu` preset's frontier alone, with its own budget (--frontier-budget)
+#   bash bench/gpu_check.sh --cpu --smoke --frontier  # a dry run of every step on a CPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE=.gpucheck

@@ -1,7 +1,8 @@
 """Print the tables of BENCHMARKS.md from the measured results in bench/measured/*.json.
 
     python bench/tables.py              # every table, in the order BENCHMARKS.md shows them
-    python bench/tables.py generation   # one of: machine, summary, generation, fastpaths, scoring, training, training_rss, e2e, scale
+    python bench/tables.py generation   # one of: machine, summary, generation, fastpaths, scoring, training, training_rss, e2e,
+                                        # scale, processes, gpu_h200, gpu_h200_preset, gpu_h200_frontier, gpu_targets
 
 The JSON files are what the bench/ scripts wrote to bench/results/ (git-ignored), copied to bench/measured/ and
 committed. Each table is printed under the `Source:` line that BENCHMARKS.md keeps above it; tests/test_benchmarks.py
@@ -150,8 +151,56 @@ def processes() -> str:
     lines += [row('**whole run, wall**', *(wall(n, k) for n, k in cols))]
     return '\n'.join(lines)
 
+def gpu_h200() -> str:
+    "What one H200 measured with the check before this round's fast paths: ours against the peers, each in one run."
+    g = load('gpu_check_h200')['steps']
+    env, gen, tr = g['environment'], g['generation'], g['training']
+    t = gen['timing']
+    side = lambda k: f"{f(t[k]['median_seconds'])} s ({f(t[k]['tokens_per_second'], 0)} tokens/s)"
+    return '\n'.join([source('gpu_check_h200'), '', head('measured', 'ours', 'peer', 'ours / peer'),
+        row(f"generation, {gen['rows']:,} rows of {gen['max_new_tokens']} new tokens in batches of {gen['batch']}, "
+            f"`{gen['dtype'].replace('torch.', '')}`", side('ours'), f"{side('hf_generate')}: HF `model.generate`",
+            f"**{f(gen['speedup_vs_hf_generate'])}x**"),
+        row('the same, the peer followed by the log-prob pass ours records', side('ours'),
+            f"{side('hf_generate+logps')}: `generate` + `completion_logps`", f"**{f(gen['speedup_vs_hf_generate_with_logps'])}x**"),
+        row(f"DPO training, pairs/s, batch {tr['batch']}, {tr['steps']} steps", f(tr['ours']['pairs_per_second']),
+            f"{f(tr['trl']['pairs_per_second'])}: trl `DPOTrainer` with its reference model", f"**{f(tr['speedup_vs_trl'])}x**"),
+        row('machine', f"{env['gpu']}, {env['gpu_memory_gib']} GiB", f"torch {env['torch']}, transformers {env['transformers']}, "
+            f"trl {env['trl']}", '')])
+
+def gpu_h200_preset() -> str:
+    "The `gpu` preset's stages on the same H200."
+    p = load('gpu_check_h200')['steps']['preset']
+    rows = [row(stage, f(s['seconds']), f(s['peak_gpu_mb'], 0),
+                f"{f(s['tokens_per_second'], 0)} tokens/s" if 'tokens_per_second' in s else '') for stage, s in p['stages'].items()]
+    return '\n'.join([source('gpu_check_h200'), '', head('stage', 'seconds', 'peak GPU (MiB)', ''), *rows,
+                      row('**all stages**', f"**{f(p['total_stage_seconds'], 1)}**", '', '')])
+
+def gpu_h200_frontier() -> str:
+    "The runs of the `gpu` frontier that finished before a time limit stopped it, on the same H200."
+    r = load('frontier_gpu_h200_partial')['runs']
+    def last(run): return run['points'][-1]
+    def at(run): return (f"N = {', '.join(str(p['n']) for p in run['points'])}" if 'n' in run['points'][0]
+                         else f"step {', '.join(str(p['step']) for p in run['points'])}")
+    lines = [source('frontier_gpu_h200_partial'), '', head('run', 'seconds', 'evaluated at', 'last point: KL', 'reward',
+                                                           'independent reward')]
+    for name, run in r.items():
+        p = last(run)
+        lines.append(row(name, f(run['seconds']), at(run), f(p['kl']), f(p['reward'], 3), f(p['independent_reward'], 3)))
+    return '\n'.join(lines)
+
+def gpu_targets() -> str:
+    "This round's GPU targets and what the prepared check's last run says of each."
+    c = load('gpu_check_cpu_smoke')
+    lines = [source('gpu_check_cpu_smoke'), '', head('target', 'threshold', 'status')]
+    for name, t in c['targets'].items():
+        lines.append(row(name, f"{t['direction'].replace('>=', '≥').replace('<=', '≤')} {t['target']:,g}", t['status']))
+    return '\n'.join(lines)
+
 TABLES = {'machine': machine, 'summary': summary, 'generation': generation, 'fastpaths': fastpaths, 'scoring': scoring,
-          'training': training, 'training_rss': training_rss, 'e2e': e2e, 'scale': scale, 'processes': processes}
+          'training': training, 'training_rss': training_rss, 'e2e': e2e, 'scale': scale, 'processes': processes,
+          'gpu_h200': gpu_h200, 'gpu_h200_preset': gpu_h200_preset, 'gpu_h200_frontier': gpu_h200_frontier,
+          'gpu_targets': gpu_targets}
 
 if __name__ == '__main__':
     for name in sys.argv[1:] or TABLES: print(f'<!-- {name} -->\n{TABLES[name]()}\n')

@@ -4,18 +4,20 @@
 
 # %% auto #0
 __all__ = ['EVAL_SEED_OFFSET', 'COMPLETION_FEATURES', 'SamplingConfig', 'sampling_from_config', 'row_seed', 'row_keys',
-           'step_uniforms', 'filter_logits', 'sample_tokens', 'sample_batch', 'generate_completions',
+           'step_uniforms', 'filter_logits', 'sample_tokens', 'sample_batch', 'static_decoding_ok', 'resolve_decoder',
+           'static_forward', 'prefill_mask', 'StaticDecoder', 'static_decoder', 'generate_completions',
            'generate_from_config', 'teacher_forced_logps', 'logps_tol']
 
 # %% ../nbs/02_generation.ipynb #ef66de79
-import hashlib, inspect, math, time
+import contextlib, hashlib, inspect, math, time, warnings, weakref
 from dataclasses import dataclass
 import numpy as np
 import torch
+import torch.nn.functional as F
 from datasets import Dataset, Features, List, Value
 from tqdm.auto import tqdm
-from transformers import DynamicCache, PreTrainedModel
-from .config import RunConfig
+from transformers import DynamicCache, GPT2LMHeadModel, PreTrainedModel
+from .config import DECODERS, RunConfig
 from .models import autocast, check_vocab, context_size, model_vocab_size, forward_tol
 from .loss import completion_logps
 
@@ -30,12 +32,14 @@ class SamplingConfig:
     top_p: float = 1.0          # 1: no nucleus filter
     batch_size: int = 64        # rows sampled at once
     seed: int = 0               # with (prompt, sample) it seeds each row's own random stream
+    decoder: str = 'auto'       # the sampling loop: one of DECODERS (below); 'auto' = 'graph' for GPT-2 on CUDA, else 'eager'
 
     def __post_init__(self):
         if self.n < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
             raise ValueError(f"n, max_new_tokens and batch_size must be >= 1 (got {self.n}, {self.max_new_tokens}, {self.batch_size})")
         if self.temperature <= 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
             raise ValueError(f"need temperature > 0, top_k >= 0, 0 < top_p <= 1 (got {self.temperature}, {self.top_k}, {self.top_p})")
+        if self.decoder not in DECODERS: raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
 
     @property
     def pure(self) -> bool:
@@ -48,9 +52,9 @@ def sampling_from_config(cfg: RunConfig, evaluation: bool = False) -> SamplingCo
     "The `SamplingConfig` of `cfg`'s pair sampling, or (`evaluation=True`) of its held-out evaluation."
     if evaluation:
         return SamplingConfig(cfg.eval_samples_per_prompt, cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_k,
-                              cfg.eval_top_p, cfg.gen_batch_size, cfg.seed + EVAL_SEED_OFFSET)
+                              cfg.eval_top_p, cfg.gen_batch_size, cfg.seed + EVAL_SEED_OFFSET, cfg.gen_decoder)
     return SamplingConfig(cfg.completions_per_prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
-                          cfg.gen_batch_size, cfg.seed)
+                          cfg.gen_batch_size, cfg.seed, cfg.gen_decoder)
 
 # %% ../nbs/02_generation.ipynb #a1839886
 def row_seed(seed: int, prompt_idx: int, sample_idx: int) -> int:
@@ -74,8 +78,9 @@ def row_keys(seeds: list[int], device) -> torch.Tensor:
     lo, hi = torch.tensor([s & _M32 for s in seeds]), torch.tensor([s >> 32 & _M32 for s in seeds])
     return torch.stack([_fmix32(lo ^ _fmix32(hi)), _fmix32(hi ^ _fmix32(lo ^ 0x9E3779B9))], 1).to(device)
 
-def step_uniforms(keys: torch.Tensor, step: int) -> torch.Tensor:
-    "Each row's uniform number in (0, 1) for sampling step `step`, `(B,)` float64."
+def step_uniforms(keys: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
+    "Each row's uniform number in (0, 1) for sampling step `step`, `(B,)` float64; for a `(T,)` tensor of steps, `(B, T)`."
+    if isinstance(step, torch.Tensor): keys = keys[:, :, None]                  # (B, 2, 1): every row at every step
     c1, c2 = _fmix32((2 * step + 1) * 0x9E3779B9 & _M32), _fmix32((2 * step + 2) * 0x9E3779B9 & _M32)
     a, b = _fmix32(keys[:, 0] ^ c1), _fmix32(keys[:, 1] ^ c2)
     return ((a >> 5) * 2**26 + (b >> 6)).double().add(0.5) / 2**53
@@ -83,7 +88,7 @@ def step_uniforms(keys: torch.Tensor, step: int) -> torch.Tensor:
 # %% ../nbs/02_generation.ipynb #59d76f98
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     "Scores (..., V) for sampling: `logits / temperature`, with tokens outside the top-k / top-p set at -inf."
-    scores = logits / temperature
+    scores = logits / temperature if temperature != 1 else logits
     if 0 < top_k < scores.shape[-1]:
         kth = scores.topk(top_k, dim=-1).values[..., -1:]
         scores = scores.masked_fill(scores < kth, -math.inf)
@@ -108,8 +113,9 @@ def _cache_kwargs(model) -> dict:
     key = 'cache' if 'cache' in inspect.signature(model.forward).parameters else 'past_key_values'
     return {key: cache, 'use_cache': True}
 
-def _left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    L = max(len(p) for p in prompts)
+def _left_pad(prompts: list[list[int]], pad_id: int, device, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    "Token ids and attention mask `(B, L)`, each prompt right-aligned; `L` is `width`, or the longest prompt."
+    L = width or max(len(p) for p in prompts)
     ids = torch.full((len(prompts), L), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), L), dtype=torch.long)
     for i, p in enumerate(prompts):
@@ -148,6 +154,157 @@ def sample_batch(model, prompts: list[list[int]], seeds: list[int], sampling: Sa
         logits = model(input_ids=tok[:, None], attention_mask=mask, position_ids=pos, **kw).logits[:, -1].float()
     lengths = lengths.tolist()
     return [row[:n] for row, n in zip(out.tolist(), lengths)], logps.tolist()
+
+# %% ../nbs/02_generation.ipynb #ff4b2397
+def static_decoding_ok(model) -> bool:
+    "Whether `StaticDecoder` can run `model`: a GPT-2 causal LM with self-attention only."
+    return isinstance(model, GPT2LMHeadModel) and not model.config.add_cross_attention
+
+def resolve_decoder(decoder: str, model) -> str:
+    "The sampling loop `decoder` names for `model`: `'auto'` is `'graph'` for GPT-2 on CUDA and `'eager'` elsewhere."
+    if decoder not in DECODERS: raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+    device = next(model.parameters()).device
+    if decoder == 'auto': return 'graph' if device.type == 'cuda' and static_decoding_ok(model) else 'eager'
+    if decoder != 'eager' and not static_decoding_ok(model):
+        raise ValueError(f"decoder {decoder!r} runs GPT-2 models only (got {type(model).__name__}): use decoder='eager'")
+    if decoder == 'graph' and device.type != 'cuda':
+        raise ValueError(f"decoder 'graph' captures a CUDA graph, but the model is on {device}: use 'static' or 'eager'")
+    return decoder
+
+# %% ../nbs/02_generation.ipynb #ba465db1
+def static_forward(tf, ids: torch.Tensor, pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor,
+                   mask: torch.Tensor) -> torch.Tensor:
+    """GPT-2's (`tf`: a `GPT2Model`) final hidden states `(B, n, E)` for tokens `ids` `(B, n)` at positions `pos`, over a
+    static KV cache: their keys and values go into slots `slots` of `k`, `v` `(L, B, H, S, D)`; `mask` `(B, 1, n, S')`
+    says which of the first `S'` slots each token attends to."""
+    B, n = ids.shape
+    x = tf.wte(ids) + tf.wpe(pos)                                                           # (B, n, E)
+    for l, block in enumerate(tf.h):
+        attn = block.attn
+        q, key, value = attn.c_attn(block.ln_1(x)).split(attn.embed_dim, dim=2)
+        q, key, value = (z.view(B, n, attn.num_heads, attn.head_dim).transpose(1, 2) for z in (q, key, value))
+        k[l].index_copy_(2, slots, key); v[l].index_copy_(2, slots, value)                 # (B, H, S, D) each
+        y = F.scaled_dot_product_attention(q, k[l, :, :, :mask.shape[-1]], v[l, :, :, :mask.shape[-1]],
+                                           attn_mask=mask, scale=attn.scaling)             # (B, H, n, D)
+        x = attn.c_proj(y.transpose(1, 2).reshape(B, n, attn.embed_dim)) + x
+        x = block.mlp(block.ln_2(x)) + x
+    return tf.ln_f(x)
+
+def prefill_mask(mask: torch.Tensor) -> torch.Tensor:
+    "`(B, 1, P, P)`: token `i` of a left-padded row sees the real tokens up to itself, and a pad token only itself."
+    P = mask.shape[1]
+    causal = torch.ones(P, P, dtype=torch.bool, device=mask.device).tril()
+    return ((mask.bool()[:, None, :] & causal) | torch.eye(P, dtype=torch.bool, device=mask.device))[:, None]
+
+# %% ../nbs/02_generation.ipynb #e9920a80
+class StaticDecoder:
+    "Samples batches of up to `rows` prompts of up to `prompt_len` tokens from GPT-2: fixed shapes, no host sync per step."
+    check_every = 8                   # steps between the checks whether every row has ended (one host sync each)
+
+    def __init__(self, model, rows: int, prompt_len: int, sampling: SamplingConfig, eos_id: int | None, pad_id: int,
+                 dtype: torch.dtype = torch.float32, mode: str = 'static', record: bool = True):
+        c, p = model.config, next(model.parameters())
+        self.tf, self.lm_head, self.sampling = model.transformer, model.lm_head, sampling     # not `model` itself
+        self.B, self.P, self.T = rows, prompt_len, sampling.max_new_tokens
+        self.S = self.P + self.T - 1                           # cache slots: the prompt, then each token fed back
+        self.eos_id, self.pad_id, self.dtype, self.record, dev = eos_id, pad_id, dtype, record, p.device
+        with torch.inference_mode():
+            new = lambda *shape, dtype=torch.long, fill=0: torch.full(shape, fill, dtype=dtype, device=dev)
+            self.k = new(c.n_layer, rows, c.n_head, self.S, c.n_embd // c.n_head,
+                         dtype=dtype if dtype != torch.float32 else p.dtype)                 # (L, B, H, S, D)
+            self.v = torch.zeros_like(self.k)
+            self.slots, self.t = torch.arange(self.S, device=dev), new()      # t: the step being sampled
+            self.key_ok = new(rows, self.S, dtype=torch.bool, fill=True)    # (B, S) False at a prompt's padding
+            self.plen, self.tok, self.out, self.lengths = new(rows), new(rows), new(rows, self.T), new(rows)
+            self.u, self.logps = new(rows, self.T, dtype=torch.float64), new(rows, dtype=torch.float64)
+            self.done = new(rows, dtype=torch.bool)
+            self.step = torch.compile(self._decode, dynamic=False) if mode == 'compile' else self._decode
+            graph = mode == 'graph' or (mode == 'compile' and dev.type == 'cuda')
+            self.graph = self._capture() if graph and self.T > 1 else None
+
+    def _autocast(self):
+        "Autocast to `dtype` without its cache of cast weights, which a CUDA graph must not keep reading (fp32: none)."
+        if self.dtype == torch.float32: return contextlib.nullcontext()
+        return torch.autocast(self.k.device.type, self.dtype, cache_enabled=False)
+
+    def _draw(self, logits: torch.Tensor):
+        "Sampling step `t` from `logits` (B, V): `sample_batch`'s step, on device tensors only."
+        s, t = self.sampling, self.t
+        tok = sample_tokens(filter_logits(logits, s.temperature, s.top_k, s.top_p), self.u.index_select(1, t.view(1))[:, 0])
+        tok = tok.masked_fill(self.done, self.pad_id)
+        if self.record:
+            step_logp = torch.log_softmax(logits, -1).gather(-1, tok[:, None])[:, 0]
+            self.logps += step_logp.masked_fill(self.done, 0.0).double()
+        self.out.index_copy_(1, t.view(1), tok[:, None])
+        if self.eos_id is not None:
+            ended = ~self.done & (tok == self.eos_id)
+            self.lengths.copy_(torch.where(ended, t + 1, self.lengths))
+            self.done |= ended
+        self.tok.copy_(tok); self.t += 1
+
+    def _decode(self):
+        "Feed the last sampled token into its cache slot, then draw the next one."
+        with self._autocast():
+            slot = (self.P - 1 + self.t).view(1)
+            mask = (self.key_ok & (self.slots <= slot))[:, None, None, :]                    # (B, 1, 1, S)
+            h = static_forward(self.tf, self.tok[:, None], (self.plen - 1 + self.t)[:, None], self.k, self.v, slot, mask)
+            self._draw(self.lm_head(h)[:, -1].float())
+
+    def _capture(self) -> torch.cuda.CUDAGraph:
+        "`step` captured once as a CUDA graph, after warm-up steps on a side stream (they only write scratch values)."
+        with torch.cuda.device(self.k.device):
+            stream = torch.cuda.Stream(); stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3): self.t.fill_(1); self.step()
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph): self.step()
+        return graph
+
+    def _start(self, prompts: list[list[int]], seeds: list[int]):
+        "Reset the state for a new batch, run the prompts once (prefill) and draw step 0."
+        ids, mask = _left_pad(prompts, self.pad_id, self.k.device, width=self.P)              # (B, P) each
+        self.plen.copy_(mask.sum(1)); self.key_ok[:, :self.P] = mask.bool()
+        self.u.copy_(step_uniforms(row_keys(seeds, self.k.device), torch.arange(self.T, device=self.k.device)))
+        self.out.fill_(self.pad_id); self.logps.zero_(); self.done.zero_(); self.lengths.fill_(self.T); self.t.zero_()
+        with self._autocast():
+            pos = (mask.cumsum(1) - 1).clamp(min=0)
+            h = static_forward(self.tf, ids, pos, self.k, self.v, self.slots[:self.P], prefill_mask(mask))
+            self._draw(self.lm_head(h[:, -1:])[:, -1].float())
+
+    @torch.inference_mode()
+    def sample(self, prompts: list[list[int]], seeds: list[int]) -> tuple[list[list[int]], list[float]]:
+        "`sample_batch`'s result for up to `rows` prompts: completion ids (EOS kept) and summed log-probs per row."
+        n = len(prompts)
+        if not 0 < n <= self.B or max(map(len, prompts)) > self.P:
+            raise ValueError(f"StaticDecoder holds {self.B} prompts of up to {self.P} tokens: got {n}, the longest "
+                             f"{max(map(len, prompts), default=0)}")
+        self._start(prompts + prompts[:1] * (self.B - n), seeds + seeds[:1] * (self.B - n))    # a full batch: fixed shapes
+        for t in range(1, self.T):
+            if self.graph is not None: self.graph.replay()
+            else: self.step()
+            if t % self.check_every == 0 and bool(self.done.all()): break
+        out, lengths, logps = self.out[:n].tolist(), self.lengths[:n].tolist(), self.logps[:n].tolist()
+        return [row[:k] for row, k in zip(out, lengths)], logps
+
+# %% ../nbs/02_generation.ipynb #636f6762
+_DECODERS = weakref.WeakKeyDictionary()        # model -> {shapes and settings: StaticDecoder}, the few used last
+
+def static_decoder(model, rows: int, prompt_len: int, sampling: SamplingConfig, eos_id: int | None, pad_id: int,
+                   dtype: torch.dtype = torch.float32, mode: str = 'static', record: bool = True) -> StaticDecoder:
+    "A `StaticDecoder` for these shapes and settings: made once, then reused (graph and all) while `model`'s weights stay put."
+    key = (rows, prompt_len, sampling.max_new_tokens, sampling.temperature, sampling.top_k, sampling.top_p, eos_id,
+           pad_id, dtype, mode, record, tuple(p.data_ptr() for p in model.parameters()))
+    made = _DECODERS.setdefault(model, {})
+    if key not in made:
+        while len(made) >= 4: del made[next(iter(made))]                       # the oldest goes, with its buffers
+        try: made[key] = StaticDecoder(model, rows, prompt_len, sampling, eos_id, pad_id, dtype, mode, record)
+        except RuntimeError as e:                              # a capture that fails: the same steps, uncaptured
+            if mode != 'graph': raise
+            warnings.warn(f"StaticDecoder: capturing the decode step as a CUDA graph failed ({str(e).splitlines()[0]}); "
+                          "sampling with the static cache uncaptured")
+            made[key] = StaticDecoder(model, rows, prompt_len, sampling, eos_id, pad_id, dtype, 'static', record)
+    return made[key]
 
 # %% ../nbs/02_generation.ipynb #dd4b1790
 COMPLETION_FEATURES = Features({
@@ -194,15 +351,17 @@ def generate_completions(model: PreTrainedModel, tokenizer, prompts: Dataset | l
     rows = [(p, s) for p in range(len(prompt_ids)) for s in range(sampling.n)]
     order = sorted(range(len(rows)), key=lambda r: -len(prompt_ids[rows[r][0]]))   # longest first, stable
     completions, logps = [None] * len(rows), [0.0] * len(rows)
-    was_training = model.training
+    decoder, was_training = resolve_decoder(sampling.decoder, model), model.training
     model.eval()
     try:
         with autocast(model.device, dtype):
+            if decoder == 'eager': draw = lambda p, s: sample_batch(model, p, s, sampling, eos_id, pad_id)
+            else: draw = static_decoder(model, min(sampling.batch_size, len(rows)), max(map(len, prompt_ids)), sampling,
+                                        eos_id, pad_id, dtype, decoder, record=dtype == torch.float32).sample
             for b in tqdm(range(0, len(order), sampling.batch_size), desc='sampling', disable=not progress):
                 idx = order[b:b + sampling.batch_size]
-                c, l = sample_batch(model, [prompt_ids[rows[r][0]] for r in idx],
-                                    [row_seed(sampling.seed, start + rows[r][0], rows[r][1]) for r in idx],
-                                    sampling, eos_id, pad_id)
+                c, l = draw([prompt_ids[rows[r][0]] for r in idx],
+                            [row_seed(sampling.seed, start + rows[r][0], rows[r][1]) for r in idx])
                 for r, ci, li in zip(idx, c, l): completions[r], logps[r] = ci, li
     finally: model.train(was_training)
     if dtype != torch.float32:              # record what the training forward computes (see below)

@@ -141,7 +141,8 @@ def _lr_lambda(steps: int, warmup: float = SFT_WARMUP, floor: float = SFT_LR_FLO
 
 # %% ../nbs/01a_models.ipynb #8c2aa4f3
 def train_sft(model: PreTrainedModel, tokenizer, texts: list[str], steps: int, lr: float, batch_size: int,
-              max_length: int, seed: int = 0, dtype: torch.dtype = torch.float32, progress: bool = True) -> list[float]:
+              max_length: int, seed: int = 0, dtype: torch.dtype = torch.float32, progress: bool = True,
+              compile: bool = False) -> list[float]:
     "Causal-LM training on `texts` (windows from review starts, AdamW, cosine decay) in `dtype`; the loss of each step."
     if steps < 0 or lr <= 0 or batch_size < 1 or max_length < 2:
         raise ValueError(f"train_sft needs steps >= 0, lr > 0, batch_size >= 1, max_length >= 2 "
@@ -149,23 +150,26 @@ def train_sft(model: PreTrainedModel, tokenizer, texts: list[str], steps: int, l
     n_pos = context_size(model)
     if n_pos and max_length > n_pos: raise ValueError(f"max_length={max_length} exceeds the model's {n_pos} positions")
     if steps == 0: return []
-    stream, starts = _review_stream(tokenizer, texts, max_length)
-    gen, offsets = torch.Generator().manual_seed(seed), torch.arange(max_length)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=SFT_BETAS, weight_decay=SFT_WEIGHT_DECAY)
+    device = model.device
+    stream, starts = (t.to(device) for t in _review_stream(tokenizer, texts, max_length))     # the data, on the device
+    picks = torch.randint(len(starts), (steps, batch_size), generator=torch.Generator().manual_seed(seed)).to(device)
+    windows = starts[picks][..., None] + torch.arange(max_length, device=device)    # (steps, B, T): every step's batch
+    fused = {'fused': True} if device.type == 'cuda' else {}                          # one kernel for the whole update
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=SFT_BETAS, weight_decay=SFT_WEIGHT_DECAY, **fused)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps))
-    device, losses = model.device, []
+    forward = torch.compile(model) if compile else model
+    losses = torch.zeros(steps, device=device)                                        # read once, at the end
     cuda = [device.index or 0] if device.type == 'cuda' else []
     model.train()
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)                                         # dropout, if the model has any
-        for _ in (bar := tqdm(range(steps), desc='SFT', disable=not progress)):
-            pick = starts[torch.randint(len(starts), (batch_size,), generator=gen)]
-            x = stream[pick[:, None] + offsets].to(device)            # (B, T)
-            with autocast(device, dtype): loss = model(input_ids=x, attention_mask=torch.ones_like(x), labels=x).loss
+        for step in (bar := tqdm(range(steps), desc='SFT', disable=not progress)):
+            x = stream[windows[step]]                                                 # (B, T)
+            with autocast(device, dtype): loss = forward(input_ids=x, attention_mask=torch.ones_like(x), labels=x).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), SFT_MAX_GRAD_NORM)
             opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            if len(losses) % 10 == 0: bar.set_postfix(loss=f'{np.mean(losses[-10:]):.3f}')
+            losses[step] = loss.detach()
+            if progress and step % 10 == 9: bar.set_postfix(loss=f'{losses[step - 9:step + 1].mean().item():.3f}')
     model.eval()
-    return losses
+    return losses.tolist()

@@ -256,11 +256,12 @@ def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None
                                vocab_size=cfg.tokenizer_vocab_size)
     reference = load_policy(cfg.policy, tokenizer, device=device, seed=cfg.seed, build_weightless=cfg.sft_steps > 0)
     _check_context(cfg, reference)
-    sft_losses = []
+    sft_losses, sft_started = [], time.time()
     if cfg.sft_steps:
         sft_losses = train_sft(reference, tokenizer, _sft_texts(reviews, cfg.sft_reviews, cfg.seed), steps=cfg.sft_steps,
                                lr=cfg.sft_lr, batch_size=cfg.sft_batch_size, max_length=cfg.sft_max_length, seed=cfg.seed,
-                               dtype=dtype, progress=run.progress)
+                               dtype=dtype, progress=run.progress, compile=cfg.sft_compile)
+    sft_seconds = round(time.time() - sft_started, 2)                  # sampling and tokenizing its reviews included
     scorer = load_scorer(cfg.scorer, reviews, seed=cfg.seed, batch_size=cfg.score_batch_size, device=device, dtype=dtype)
     independent = load_scorer(independent_kind(cfg.scorer, cfg.independent_scorer), independent_reviews, seed=cfg.seed)
     reference_saved = cfg.policy in TINY_CONFIGS or cfg.sft_steps > 0
@@ -273,7 +274,8 @@ def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None
         write_json(tmp/'scorers.json', scorer_cards(cfg, reviews, scorer, independent))
         if sft_losses: write_json(tmp/'sft_losses.json', sft_losses)
     run.finish('setup', started, reference_saved=reference_saved, scorer_saved=scorer_saved, precision=str(dtype),
-               sft_steps=cfg.sft_steps, sft_final_loss=float(np.mean(sft_losses[-20:])) if sft_losses else None)
+               sft_steps=cfg.sft_steps, sft_final_loss=float(np.mean(sft_losses[-20:])) if sft_losses else None,
+               sft_seconds=sft_seconds)
     _sync('setup')
     return Models(tokenizer, reference, scorer, independent, device, dtype)
 

@@ -88,20 +88,24 @@ def fit_max_length(ds: Dataset, max_length: int | None, name: str = 'train') -> 
 # %% ../nbs/06_training.ipynb #e0d06300
 OBJECTIVES = ('dpo', 'preferred_ft', 'unlikelihood')   # dpo_loss (any loss_type); SFT on chosen; + unlikelihood of rejected
 
+def _later(trainer, mode: str, key: str, fn, *tensors):
+    "Log `fn(*values)` of the device `tensors` under `key` when the trainer next logs (`TripletDPOTrainer.log`)."
+    trainer._pending.append((mode, key, fn, [t.detach() for t in tensors]))
+
 def _log_forward_metrics(trainer, mode: str, outputs, inputs: dict, shift_mask, seq_len: int):
     "trl's metrics of the forward pass itself (entropy, tokens, mean logits, top-1 accuracy), under trl's names."
-    acc, m = trainer.accelerator, trainer._metrics[mode]
-    total = lambda x: acc.gather_for_metrics(x.detach()).sum().item()
+    acc = trainer.accelerator
+    total = lambda x: acc.gather_for_metrics(x.detach()).sum()                       # a device tensor, read later
+    ratio = lambda a, n: a / n if n else 0.0
     n_tokens = total(shift_mask.sum())
-    m['entropy'].append(total((outputs.entropy[:, -seq_len:] * shift_mask).sum()) / n_tokens if n_tokens else 0.0)
-    if mode == 'train': trainer._total_train_tokens += total(inputs['attention_mask'].sum()) // trainer._tp_size
-    m['num_tokens'] = [trainer._total_train_tokens]
+    _later(trainer, mode, 'entropy', ratio, total((outputs.entropy[:, -seq_len:] * shift_mask).sum()), n_tokens)
+    _later(trainer, mode, 'num_tokens', None, total(inputs['attention_mask'].sum()))
     (w_logits, l_logits), (w_mask, l_mask) = outputs.mean_logits[:, -seq_len:].chunk(2), shift_mask.bool().chunk(2)
     n_w, n_l = total(w_mask.sum()), total(l_mask.sum())
-    m['logits/chosen'].append(total(w_logits[w_mask].sum()) / n_w if n_w else 0.0)
-    m['logits/rejected'].append(total(l_logits[l_mask].sum()) / n_l if n_l else 0.0)
+    _later(trainer, mode, 'logits/chosen', ratio, total(w_logits[w_mask].sum()), n_w)
+    _later(trainer, mode, 'logits/rejected', ratio, total(l_logits[l_mask].sum()), n_l)
     top1 = outputs.is_top1[:, -seq_len:].chunk(2)[0] & w_mask
-    m['mean_token_accuracy'].append(total(top1.sum()) / n_w if n_w else 0.0)
+    _later(trainer, mode, 'mean_token_accuracy', ratio, total(top1.sum()), n_w)
 
 # %% ../nbs/06_training.ipynb #7c17be51
 class TripletDPOTrainer(DPOTrainer):
@@ -111,6 +115,21 @@ class TripletDPOTrainer(DPOTrainer):
 
     def __init__(self, *args, **kwargs):     # trl's signature names peft types: show_doc could not render it without peft
         super().__init__(*args, **kwargs)
+        self._pending = []                  # metrics not yet read from the device: (mode, key, fn, tensors)
+
+    def _read_metrics(self):
+        "Read the pending metrics from the device, into trl's `_metrics`, in the order trl would have logged them."
+        for mode, key, fn, tensors in self._pending:
+            values = [t.item() for t in tensors]
+            if key == 'num_tokens':
+                if mode == 'train': self._total_train_tokens += values[0] // self._tp_size
+                self._metrics[mode][key] = [self._total_train_tokens]
+            else: self._metrics[mode][key].append(fn(*values))
+        self._pending.clear()
+
+    def log(self, logs: dict[str, float], start_time: float | None = None):
+        self._read_metrics()
+        super().log(logs, start_time)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         if isinstance(dataset, Dataset) and has_columns(dataset, ID_COLUMNS):
@@ -157,7 +176,7 @@ class TripletDPOTrainer(DPOTrainer):
             losses, metrics = unlikelihood_loss(w_tok, l_tok, w_mask, l_mask, alpha, ref_chosen_logps, ref_rejected_logps,
                                                 beta=self.beta)
         loss = losses.mean()
-        for k, v in metrics.items(): self._metrics[mode][k].append(self.accelerator.gather(v.reshape(1)).mean().item())
+        for k, v in metrics.items(): _later(self, mode, k, lambda x: x, self.accelerator.gather(v.reshape(1)).mean())
         _log_forward_metrics(self, mode, outputs, inputs, shift_mask, seq_len)
         if return_outputs:
             with torch.no_grad(): outputs = model(**model_kwargs)         # logits for compute_metrics, as trl does
@@ -187,7 +206,7 @@ def dpo_config(cfg: RunConfig, out_dir, has_eval: bool, recorded: bool, report_t
         gradient_accumulation_steps=cfg.grad_accum_steps, warmup_steps=cfg.warmup_ratio,   # a float < 1 is a ratio
         weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
         logging_strategy='steps' if cfg.logging_steps else 'no', logging_steps=cfg.logging_steps or 1,
-        logging_first_step=True,
+        logging_first_step=True, logging_nan_inf_filter=False,        # the filter reads the loss every step
         eval_strategy='steps' if has_eval else 'no', eval_steps=cfg.eval_steps, eval_on_start=has_eval,
         save_strategy='steps', save_steps=cfg.save_steps, save_total_limit=2,
         dataloader_num_workers=0, disable_tqdm=not progress,
