@@ -73,3 +73,14 @@ def test_trl_pinned_to_the_minor_whose_private_hooks_training_overrides():
         theirs = list(inspect.signature(getattr(DPOTrainer, name)).parameters)
         ours = list(inspect.signature(getattr(TripletDPOTrainer, name)).parameters)
         assert theirs == ours, f'DPOTrainer.{name}{theirs} != TripletDPOTrainer.{name}{ours}'
+
+def test_the_measured_results_the_package_ships_are_the_committed_ones():
+    "dpo_imdb/measured/ (package data: what the notebooks show, in Colab too) holds copies of bench/measured/ files."
+    shipped = sorted((ROOT/'dpo_imdb'/'measured').iterdir())
+    assert shipped, 'dpo_imdb/measured/ is empty'
+    cp = ConfigParser(delimiters=['=']); cp.read(ROOT/'settings.ini', encoding='utf-8')
+    patterns = cp['DEFAULT']['package_data'].split()
+    for f in shipped:
+        assert any(f.match(p) for p in patterns), f'{f.name} is not package data: add it to settings.ini package_data'
+        if f.name != 'frontier_demo_points.json':           # measured on this project's CPU (07_evaluation, index)
+            assert f.read_bytes() == (ROOT/'bench'/'measured'/f.name).read_bytes(), f'{f.name} differs from bench/measured/'
