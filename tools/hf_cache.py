@@ -76,7 +76,8 @@ def main():
     os.environ['HF_HOME'] = str(home)
     os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('HF_DATASETS_OFFLINE', '1')
     import datasets
-    datasets.disable_progress_bars()
+    from transformers.utils import logging as hf_logging
+    datasets.disable_progress_bars(); hf_logging.disable_progress_bar()
     t0 = time.time()
     for repo_id, (var, kind, files) in MODELS.items():
         add_model(home/'hub', repo_id, var, kind, files)
