@@ -391,4 +391,4 @@ def main(argv: list[str] | None = None) -> int:
 
 # %% ../nbs/10_cli.ipynb #3af95edd
 #| eval: false
-if __name__ == '__main__': sys.exit(main())
+if __name__ == '__main__' and 'ipykernel' not in sys.modules: sys.exit(main())   # not in a notebook (Colab's Run all)

@@ -144,7 +144,7 @@ class RunDir:
 
 # %% ../nbs/08_pipeline.ipynb #ba7e9d03
 from .data import load_imdb, clean_reviews, load_tokenizer, prompts_from_config
-from .models import (TINY_CONFIGS, compute_dtype, context_size, load_policy, resolve_device, train_sft)
+from .models import (TINY_CONFIGS, _weightless, compute_dtype, context_size, load_policy, resolve_device, train_sft)
 from .generation import generate_from_config, sampling_from_config
 from .scoring import load_scorer, score_completions, independent_kind, TRAINED_SCORERS
 from .triplets import make_triplets, save_triplets, load_triplets, plot_margins
@@ -262,10 +262,11 @@ def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None
                                lr=cfg.sft_lr, batch_size=cfg.sft_batch_size, max_length=cfg.sft_max_length, seed=cfg.seed,
                                dtype=dtype, progress=run.progress, compile=cfg.sft_compile)
     sft_seconds = round(time.time() - sft_started, 2)                  # sampling and tokenizing its reviews included
-    scorer = load_scorer(cfg.scorer, reviews, seed=cfg.seed, batch_size=cfg.score_batch_size, device=device, dtype=dtype)
+    scorer = load_scorer(cfg.scorer, reviews, seed=cfg.seed, batch_size=cfg.score_batch_size, device=device, dtype=dtype,
+                         build_weightless=True)     # a config-only folder: the real shape, random (its accuracy shows it)
     independent = load_scorer(independent_kind(cfg.scorer, cfg.independent_scorer), independent_reviews, seed=cfg.seed)
     reference_saved = cfg.policy in TINY_CONFIGS or cfg.sft_steps > 0
-    scorer_saved = cfg.scorer in TRAINED_SCORERS                      # built here: save it, do not rebuild it
+    scorer_saved = cfg.scorer in TRAINED_SCORERS or _weightless(cfg.scorer)   # built here: save it, do not rebuild it
     with atomic_dir(d) as tmp:
         tokenizer.save_pretrained(tmp/'tokenizer')
         if reference_saved: reference.save_pretrained(tmp/'reference', safe_serialization=True)

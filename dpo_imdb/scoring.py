@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 from datasets import Dataset, DatasetDict
 from tqdm.auto import tqdm
 from .config import SCORE_TARGETS
-from .models import autocast
+from .models import WEIGHT_FILES, autocast
 
 # %% ../nbs/03_scoring.ipynb #404a58b4
 @dataclass
@@ -108,15 +108,22 @@ class SentimentScorer(Scorer):
         self.max_length = max_length or _max_length(model, tokenizer)
 
     @classmethod
-    def from_pretrained(cls, source: str, batch_size: int = 64, device: str = 'cpu',
-                        dtype: torch.dtype = torch.float32) -> 'SentimentScorer':
-        "Load a classifier by hub id (e.g. 'lvwerra/distilbert-imdb') or from a directory saved with `save_pretrained`."
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    def from_pretrained(cls, source: str, batch_size: int = 64, device: str = 'cpu', dtype: torch.dtype = torch.float32,
+                        build_weightless: bool = False, seed: int = 0) -> 'SentimentScorer':
+        """Load a classifier by hub id (e.g. 'lvwerra/distilbert-imdb') or from a directory saved with `save_pretrained`;
+        `build_weightless`: a directory with a config but no weights gives the real shape with random (seeded) weights."""
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
         if Path(source).is_dir() and not (Path(source)/'config.json').is_file():
             raise FileNotFoundError(f"cannot load a sentiment classifier from {source!r}: the directory has no config.json "
                                     "(save one with save_pretrained, or use 'tfidf' / 'tiny-distilbert' offline)")
+        weightless = Path(source).is_dir() and not any((Path(source)/f).is_file() for f in WEIGHT_FILES)
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=False)
+            if build_weightless and weightless:
+                config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=False)
+            else: model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=False)
             tokenizer = AutoTokenizer.from_pretrained(source)
         except OSError as e:
             raise FileNotFoundError(f"cannot load a sentiment classifier from {source!r}: not a model directory and not "
@@ -314,7 +321,7 @@ def labelled_reviews(reviews: Dataset | DatasetDict | None, source: str = 'tfidf
     return list(texts), list(labels)
 
 def load_scorer(source: str, reviews: Dataset | DatasetDict | None = None, seed: int = 0, batch_size: int = 64,
-                device: str = 'cpu', dtype: torch.dtype = torch.float32):
+                device: str = 'cpu', dtype: torch.dtype = torch.float32, build_weightless: bool = False):
     "A scorer from a name (`TRAINED_SCORERS`: trained on `reviews`), a saved directory, or a hub id."
     if source in TFIDF_KINDS: return TfidfScorer.fit(*labelled_reviews(reviews, source), seed=seed, kind=source)
     if source == 'tiny-distilbert':
@@ -322,7 +329,8 @@ def load_scorer(source: str, reviews: Dataset | DatasetDict | None = None, seed:
         scorer.batch_size, scorer.dtype = batch_size, dtype
         return scorer
     if (Path(source)/'tfidf.json').is_file(): return TfidfScorer.load(source)
-    return SentimentScorer.from_pretrained(source, batch_size=batch_size, device=device, dtype=dtype)
+    return SentimentScorer.from_pretrained(source, batch_size=batch_size, device=device, dtype=dtype,
+                                           build_weightless=build_weightless, seed=seed)
 
 def independent_kind(scorer: str, independent: str = 'auto') -> str:
     "The independent scorer's kind: `independent`, or for 'auto' a TF-IDF of a different family from `scorer`."

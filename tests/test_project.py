@@ -86,3 +86,15 @@ def test_the_sidebar_lists_every_notebook_once():
     assert sorted(listed) == notebooks, set(listed) ^ set(notebooks)
     cp = ConfigParser(delimiters=['=']); cp.read(ROOT/'settings.ini', encoding='utf-8')
     assert cp['DEFAULT']['custom_sidebar'] == 'True', 'nbdev would rewrite the sidebar without its sections'
+
+def test_the_measured_results_the_package_ships_are_the_committed_ones():
+    "dpo_imdb/measured/ (package data: what the notebooks show, in Colab too) holds copies of bench/measured/ files."
+    shipped = sorted((ROOT/'dpo_imdb'/'measured').iterdir())
+    assert shipped, 'dpo_imdb/measured/ is empty'
+    cp = ConfigParser(delimiters=['=']); cp.read(ROOT/'settings.ini', encoding='utf-8')
+    patterns = cp['DEFAULT']['package_data'].split()
+    for f in shipped:
+        assert any(f.match(p) for p in patterns), f'{f.name} is not package data: add it to settings.ini package_data'
+        if f.name != 'frontier_demo_points.json':           # measured on this project's CPU (07_evaluation, index)
+            assert f.read_bytes() == (ROOT/'bench'/'measured'/f.name).read_bytes(), f'{f.name} differs from bench/measured/'
+
