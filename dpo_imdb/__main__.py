@@ -11,4 +11,5 @@ from .cli import main
 
 # %% ../nbs/10a_main.ipynb #4d1a7c34
 #| eval: false
-if __name__ == '__main__': sys.exit(main())
+if __name__ == '__main__' and 'ipykernel' not in sys.modules:     # a notebook's __name__ is '__main__' too
+    sys.exit(main())

@@ -401,5 +401,6 @@ def teacher_forced_logps(model, prompt_ids: list[int], completion_ids: list[int]
 def logps_tol(model, prompt_ids: list[list[int]], completion_ids: list[list[int]],
               dtype: torch.dtype = torch.float32) -> float:
     "How far two computations of these rows' summed log-probs may differ by rounding alone (`forward_tol`, per row)."
-    return max(forward_tol(model, len(c), dtype, input_ids=torch.tensor([list(p) + list(c)], device=model.device))
-               for p, c in zip(prompt_ids, completion_ids))
+    rows = [torch.tensor([list(p) + list(c)], device=model.device) for p, c in zip(prompt_ids, completion_ids)]
+    return max(forward_tol(model, len(c), dtype, input_ids=ids, attention_mask=torch.ones_like(ids))
+               for ids, c in zip(rows, completion_ids))
