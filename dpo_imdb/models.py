@@ -153,7 +153,7 @@ def train_sft(model: PreTrainedModel, tokenizer, texts: list[str], steps: int, l
     device = model.device
     stream, starts = (t.to(device) for t in _review_stream(tokenizer, texts, max_length))     # the data, on the device
     picks = torch.randint(len(starts), (steps, batch_size), generator=torch.Generator().manual_seed(seed)).to(device)
-    windows = starts[picks][..., None] + torch.arange(max_length, device=device)    # (steps, B, T): every step's batch
+    offsets = torch.arange(max_length, device=device)                                # a window's positions from its start
     fused = {'fused': True} if device.type == 'cuda' else {}                          # one kernel for the whole update
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=SFT_BETAS, weight_decay=SFT_WEIGHT_DECAY, **fused)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps))
@@ -164,7 +164,7 @@ def train_sft(model: PreTrainedModel, tokenizer, texts: list[str], steps: int, l
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)                                         # dropout, if the model has any
         for step in (bar := tqdm(range(steps), desc='SFT', disable=not progress)):
-            x = stream[windows[step]]                                                 # (B, T)
+            x = stream[starts[picks[step]][:, None] + offsets]                        # (B, T)
             with autocast(device, dtype): loss = forward(input_ids=x, attention_mask=torch.ones_like(x), labels=x).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), SFT_MAX_GRAD_NORM)

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 from datasets import Dataset, DatasetDict
 from tqdm.auto import tqdm
 from .config import SCORE_TARGETS
-from .models import WEIGHT_FILES, autocast
+from .models import _weightless, autocast
 
 # %% ../nbs/03_scoring.ipynb #404a58b4
 @dataclass
@@ -116,9 +116,8 @@ class SentimentScorer(Scorer):
         if Path(source).is_dir() and not (Path(source)/'config.json').is_file():
             raise FileNotFoundError(f"cannot load a sentiment classifier from {source!r}: the directory has no config.json "
                                     "(save one with save_pretrained, or use 'tfidf' / 'tiny-distilbert' offline)")
-        weightless = Path(source).is_dir() and not any((Path(source)/f).is_file() for f in WEIGHT_FILES)
         try:
-            if build_weightless and weightless:
+            if build_weightless and _weightless(source):
                 config = AutoConfig.from_pretrained(source, trust_remote_code=False)
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(seed)
