@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import TrainerCallback, get_linear_schedule_with_warmup
-from transformers.trainer_callback import PrinterCallback
 from .config import ConfigError, RunConfig, to_dict
 from .distributed import world_size
 from .generation import SamplingConfig, generate_completions, sampling_from_config
