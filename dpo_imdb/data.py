@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['REVIEW_FEATURES', 'SPLITS', 'HUB_SPLITS', 'HUB_SOURCES', 'SOURCE_VARS', 'STAND_INS', 'TOKENIZER_FILES',
            'PROMPT_FEATURES', 'load_imdb', 'Source', 'on_hub', 'pick_source', 'save_imdb', 'clean_review',
-           'clean_reviews', 'load_tokenizer', 'PromptStats', 'make_prompts', 'prompts_from_config']
+           'clean_reviews', 'load_tokenizer', 'PromptStats', 'splits_at_whitespace', 'first_words', 'make_prompts',
+           'prompts_from_config']
 
 # %% ../nbs/01_data.ipynb #f45b61f1
 import html, os, re, warnings
@@ -196,7 +197,7 @@ def clean_reviews(ds: Dataset | DatasetDict) -> tuple[Dataset | DatasetDict, int
         cleaned = {k: clean_reviews(v) for k, v in ds.items()}
         return DatasetDict({k: v for k, (v, _) in cleaned.items()}), sum(n for _, n in cleaned.values())
     if 'text' not in ds.column_names: raise ValueError(f"clean_reviews needs a 'text' column, got {ds.column_names}")
-    texts = [clean_review(t) for t in ds['text']]
+    texts = [clean_review(t) for t in ds['text'][:]]         # [:] reads the column at once, not row by row
     ds = ds.remove_columns('text').add_column('text', texts).select_columns(ds.column_names)
     keep = [i for i, t in enumerate(texts) if t]
     return (ds if len(keep) == len(ds) else ds.select(keep)), len(ds) - len(keep)
@@ -247,8 +248,21 @@ PROMPT_FEATURES = Features({'prompt': Value('string'), 'prompt_ids': List(Value(
                            'review_id': Value('string'), 'label': Value('int64')})
 
 # %% ../nbs/01_data.ipynb #d96c7abb
+def splits_at_whitespace(tokenizer) -> bool:
+    "Whether `tokenizer` never merges across whitespace: a byte-level BPE with GPT-2's pre-tokenizing regex and no normalizer."
+    from tokenizers import pre_tokenizers
+    backend = getattr(tokenizer, 'backend_tokenizer', None)
+    pre = getattr(backend, 'pre_tokenizer', None)
+    return isinstance(pre, pre_tokenizers.ByteLevel) and pre.use_regex and backend.normalizer is None
+
+def first_words(text: str, n_words: int) -> str:
+    "`text` up to the end of its `n_words`-th whitespace-separated word (all of it when it has fewer)."
+    end = re.match(r'(?:\s*\S+){1,%d}' % n_words, text)
+    return text[:end.end()] if end else text
+
 def _prefixes(texts: list[str], tokenizer, ks: np.ndarray) -> list[list[int]]:
-    "The first `ks[i]` tokens of each text (the whole text is tokenized, so the prefix equals the full encoding's)."
+    "The first `ks[i]` tokens of each text: tokens of its first `ks[i]` words where that gives the same, else of all of it."
+    if splits_at_whitespace(tokenizer): texts = [first_words(t, int(k)) for t, k in zip(texts, ks)]
     ids = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=int(ks.max()))['input_ids']
     return [x[:k] for x, k in zip(ids, ks)]
 
@@ -264,15 +278,15 @@ def make_prompts(reviews: Dataset | DatasetDict, tokenizer, n_train: int, n_eval
     if not 1 <= min_tokens <= max_tokens:
         raise ValueError(f"need 1 <= min_tokens <= max_tokens, got {min_tokens}, {max_tokens}")
     if n_train < 0 or n_eval < 0: raise ValueError(f"n_train and n_eval must be >= 0, got {n_train}, {n_eval}")
-    texts = [clean_review(t) for t in reviews['text']]
+    texts = [clean_review(t) for t in reviews['text'][:]]
     eligible = np.array([i for i, t in enumerate(texts) if len(t) > min_chars], dtype=np.int64)
     if len(eligible) == 0:
         raise ValueError(f"no review is longer than min_chars={min_chars} characters (of {len(texts)}): "
                          "lower min_chars or check the data")
     rng = np.random.default_rng(seed)
     order, ks = rng.permutation(eligible), rng.integers(min_tokens, max_tokens + 1, size=len(eligible))
-    labels = list(reviews['label']) if 'label' in reviews.column_names else [-1] * len(texts)
-    ids = list(reviews['id']) if 'id' in reviews.column_names else [str(i) for i in range(len(texts))]
+    labels = reviews['label'][:] if 'label' in reviews.column_names else [-1] * len(texts)
+    ids = reviews['id'][:] if 'id' in reviews.column_names else [str(i) for i in range(len(texts))]
     seen, rows, n_dup, chunk = set(), {'eval': [], 'train': []}, 0, max(256, 2 * (n_train + n_eval))
     for start in range(0, len(order), chunk):
         if len(rows['eval']) == n_eval and len(rows['train']) == n_train: break

@@ -344,7 +344,7 @@ def generate_completions(model: PreTrainedModel, tokenizer, prompts: Dataset | l
     if not 0 <= start < stop:
         raise ValueError(f"no prompts to sample: {len(prompts)} prompts, slice [{start}:{stop}]")
     part = prompts.select(range(start, stop))
-    prompt_ids = [list(p) for p in part['prompt_ids']]
+    prompt_ids = part['prompt_ids'][:]
     _check_generation(model, tokenizer, prompt_ids, sampling.max_new_tokens)
     eos_id = tokenizer.eos_token_id
     pad_id = next(i for i in (tokenizer.pad_token_id, eos_id, 0) if i is not None)   # GPT-2 has no pad token
@@ -371,7 +371,7 @@ def generate_completions(model: PreTrainedModel, tokenizer, prompts: Dataset | l
 # %% ../nbs/02_generation.ipynb #543ac0bb
 def _completion_rows(part, tokenizer, rows, prompt_ids, completions, logps, start, eos_id) -> Dataset:
     "The output `Dataset`: one row per (prompt, sample), with `review_id` / `label` passed through."
-    texts = list(part['prompt']) if 'prompt' in part.column_names else tokenizer.batch_decode(prompt_ids)
+    texts = part['prompt'][:] if 'prompt' in part.column_names else tokenizer.batch_decode(prompt_ids)
     strip = [c[:-1] if c and c[-1] == eos_id else c for c in completions]
     cols = {'prompt_idx': [start + p for p, _ in rows], 'sample_idx': [s for _, s in rows],
             'prompt': [texts[p] for p, _ in rows], 'prompt_ids': [prompt_ids[p] for p, _ in rows],
@@ -379,7 +379,7 @@ def _completion_rows(part, tokenizer, rows, prompt_ids, completions, logps, star
     features = COMPLETION_FEATURES.copy()
     for name in ('review_id', 'label'):
         if name in part.column_names:
-            values = list(part[name])
+            values = part[name][:]
             cols[name] = [values[p] for p, _ in rows]
             features[name] = part.features[name]
     return Dataset.from_dict(cols, features=features)

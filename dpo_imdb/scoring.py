@@ -39,12 +39,16 @@ class Scores:
 def _as_texts(texts) -> list[str]:
     "A list of `str` from any sequence of texts (a list, a `datasets` column...); clear error otherwise."
     if isinstance(texts, str): raise ValueError("texts must be a list of strings, not one string: wrap it in a list")
+    try: texts = texts[:]                # a `datasets` column reads at once this way, not row by row
+    except TypeError: pass               # a generator, a dict...
     texts = list(texts)
     for i, t in enumerate(texts):
         if not isinstance(t, str): raise ValueError(f"texts[{i}] is {type(t).__name__}, expected str")
     return texts
 
 def _as_labels(labels, n: int) -> np.ndarray:
+    try: labels = labels[:]
+    except TypeError: pass
     labels = np.asarray(list(labels), dtype=np.int64)
     if len(labels) != n: raise ValueError(f"got {n} texts but {len(labels)} labels")
     if not np.isin(labels, [0, 1]).all():
@@ -173,8 +177,8 @@ def score_texts(completions: Dataset, target: str = 'completion') -> list[str]:
     need = ['completion'] + (['prompt'] if target == 'prompt+completion' else [])
     missing = [c for c in need if c not in completions.column_names]
     if missing: raise ValueError(f"completions lack column(s) {', '.join(missing)}: pass the output of generate_completions")
-    if target == 'completion': return list(completions['completion'])
-    return [p + c for p, c in zip(completions['prompt'], completions['completion'])]
+    if target == 'completion': return completions['completion'][:]
+    return [p + c for p, c in zip(completions['prompt'][:], completions['completion'][:])]
 
 # %% ../nbs/03_scoring.ipynb #af65fb43
 def score_completions(scorer, completions: Dataset, target: str = 'completion', batch_size: int = 1024,
@@ -312,7 +316,7 @@ def labelled_reviews(reviews: Dataset | DatasetDict | None, source: str = 'tfidf
         if 'train' not in reviews:
             raise ValueError(f"scorer {source!r} trains on the reviews' 'train' split, but it has only {', '.join(reviews)}")
         reviews = reviews['train']
-    pairs = [] if reviews is None else [(t, l) for t, l in zip(reviews['text'], reviews['label']) if l in (0, 1)]
+    pairs = [] if reviews is None else [(t, l) for t, l in zip(reviews['text'][:], reviews['label'][:]) if l in (0, 1)]
     if not pairs:
         raise ValueError(f"scorer {source!r} must be trained on labelled reviews (label 0/1), but none were given: use data "
                          "with a labelled train split (IMDb, 'synthetic') or a pretrained scorer (hub id or directory)")

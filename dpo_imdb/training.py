@@ -29,7 +29,7 @@ from .distributed import is_main, per_device_batch
 # %% ../nbs/06_training.ipynb #5e8257a0
 def dpo_batch(triplets: Dataset, pad_id: int) -> dict:
     "Pairs as one batch: `[chosen rows; rejected rows]` packed as in `05_loss`, and their recorded reference log-probs."
-    prompts, completions = list(triplets['prompt_ids']) * 2, list(triplets['chosen_ids']) + list(triplets['rejected_ids'])
+    prompts, completions = triplets['prompt_ids'][:] * 2, triplets['chosen_ids'][:] + triplets['rejected_ids'][:]
     input_ids, attention_mask, completion_mask = pack_completions(prompts, completions, pad_id)      # (2B, T) each
     return dict(input_ids=input_ids, attention_mask=attention_mask, completion_mask=completion_mask,
                 ref_chosen_logps=torch.tensor(triplets['ref_chosen_logps']),                      # (B,)
@@ -76,7 +76,7 @@ def fit_max_length(ds: Dataset, max_length: int | None, name: str = 'train') -> 
     if max_length is None: return ds
     recorded = has_columns(ds, REF_COLUMNS)
     def fits(p, c, r): return len(p) < max_length and (not recorded or len(p) + max(len(c), len(r)) <= max_length)
-    keep = [i for i, (p, c, r) in enumerate(zip(*(ds[k] for k in ID_COLUMNS))) if fits(p, c, r)]
+    keep = [i for i, (p, c, r) in enumerate(zip(*(ds[k][:] for k in ID_COLUMNS))) if fits(p, c, r)]
     if len(keep) < len(ds):
         why = 'longer than' if recorded else 'prompt alone fills'
         hint = " (recorded reference log-probs cover the whole completion; raise RunConfig.max_length to keep them)"

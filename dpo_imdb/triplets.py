@@ -71,7 +71,7 @@ def _check_scored(scored: Dataset, pairing: str, min_margin: float):
     if not min_margin >= 0: raise ValueError(f"min_margin must be >= 0, got {min_margin!r}")
     missing = [c for c in SCORED_COLUMNS if c not in scored.column_names]
     if missing: raise ValueError(f"scored completions lack column(s) {', '.join(missing)}: pass the output of score_completions")
-    if not np.isfinite(np.asarray(scored['score'], dtype=np.float64)).all():
+    if not np.isfinite(np.asarray(scored['score'][:], dtype=np.float64)).all():
         raise ValueError("some scores are NaN or infinite: score with score_completions, which drops those rows")
 
 def make_triplets(scored: Dataset, pairing: str = 'best_vs_worst', min_margin: float = 0.0) -> tuple[Dataset, 'TripletStats']:

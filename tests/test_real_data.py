@@ -59,6 +59,16 @@ def distilbert_scorer():
     model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(distilbert))
     return SentimentScorer(model, AutoTokenizer.from_pretrained(distilbert), batch_size=8)
 
+def test_prompt_prefixes_from_first_words_are_the_whole_reviews_tokens(imdb, gpt2_tokenizer):
+    "make_prompts tokenizes each review's first k words: for GPT-2's BPE, the first k tokens of the whole review."
+    from dpo_imdb.data import _prefixes, clean_review, splits_at_whitespace
+    raw = imdb['test'].shuffle(seed=0)['text'][:5000]
+    assert splits_at_whitespace(gpt2_tokenizer)
+    for texts in (raw, [clean_review(t) for t in raw]):                      # <br /> tags, entities, newlines
+        ks = np.random.default_rng(1).integers(1, 17, size=len(texts))
+        whole = gpt2_tokenizer(texts, add_special_tokens=False, truncation=True, max_length=16)['input_ids']
+        assert _prefixes(texts, gpt2_tokenizer, ks) == [ids[:k] for ids, k in zip(whole, ks)]
+
 def test_real_shapes_generate_score_and_pair(prompts, gpt2_tokenizer, gpt2_shaped, distilbert_scorer):
     from dpo_imdb.generation import SamplingConfig, generate_completions
     from dpo_imdb.scoring import score_completions
