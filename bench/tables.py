@@ -2,7 +2,8 @@
 
     python bench/tables.py              # every table, in the order BENCHMARKS.md shows them
     python bench/tables.py generation   # one of: machine, summary, generation, fastpaths, scoring, training, training_rss, e2e,
-                                        # scale, processes, gpu_h200, gpu_h200_preset, gpu_h200_frontier, gpu_targets
+                                        # scale, processes, gpu_h200, gpu_h200_preset, gpu_h200_frontier, gpu_targets,
+                                        # setup_cpu
 
 The JSON files are what the bench/ scripts wrote to bench/results/ (git-ignored), copied to bench/measured/ and
 committed. Each table is printed under the `Source:` line that BENCHMARKS.md keeps above it; tests/test_benchmarks.py
@@ -197,10 +198,20 @@ def gpu_targets() -> str:
         lines.append(row(name, f"{t['direction'].replace('>=', '≥').replace('<=', '≤')} {t['target']:,g}", t['status']))
     return '\n'.join(lines)
 
+def setup_cpu() -> str:
+    "The `gpu` preset's setup and prompts on a CPU, its TF-IDF scorers fitted in line or beside SFT (bench_setup.py)."
+    r = load('setup')
+    lines = [source('setup'), '', head('scorers', 'setup (s)', 'SFT (s)', 'setup besides SFT (s)', 'prompts stage (s)')]
+    for name, label in (('in_line', 'in line'), ('beside_sft', 'beside SFT')):
+        m = r['modes'][name][0]
+        lines.append(row(label, f(m['setup_seconds']), f(m['sft_seconds']), f(m['setup_besides_sft_seconds']),
+                         f(m['prompts_seconds'])))
+    return '\n'.join(lines)
+
 TABLES = {'machine': machine, 'summary': summary, 'generation': generation, 'fastpaths': fastpaths, 'scoring': scoring,
           'training': training, 'training_rss': training_rss, 'e2e': e2e, 'scale': scale, 'processes': processes,
           'gpu_h200': gpu_h200, 'gpu_h200_preset': gpu_h200_preset, 'gpu_h200_frontier': gpu_h200_frontier,
-          'gpu_targets': gpu_targets}
+          'gpu_targets': gpu_targets, 'setup_cpu': setup_cpu}
 
 if __name__ == '__main__':
     for name in sys.argv[1:] or TABLES: print(f'<!-- {name} -->\n{TABLES[name]()}\n')

@@ -225,3 +225,32 @@ def test_bf16_run_evaluates_the_same_policy_whether_training_was_resumed_or_not(
     setup = json.loads((split/'setup'/'manifest.json').read_text())['counts']
     assert setup['precision'] == 'torch.bfloat16'
     assert (split/'evaluate'/'metrics.json').read_text() == (straight/'evaluate'/'metrics.json').read_text()
+
+def _setup(tmp_path, name: str, monkeypatch, beside_sft: bool):
+    "Stage setup of the test preset, its TF-IDF scorers fitted beside SFT (as on a GPU) or in line (as on a CPU)."
+    import dpo_imdb.pipeline as pipeline
+    monkeypatch.setattr(pipeline, '_fit_in_background', lambda device: beside_sft)
+    cfg = from_preset('test', out_dir=str(tmp_path/name))
+    run = pipeline.run_pipeline(cfg, stop_after='setup', progress=False)
+    return run, pipeline.setup_models(cfg, run)
+
+def test_scorers_fitted_beside_sft_are_the_scorers_fitted_in_line(tmp_path, monkeypatch):
+    line_run, line = _setup(tmp_path, 'in_line', monkeypatch, False)
+    bg_run, bg = _setup(tmp_path, 'beside_sft', monkeypatch, True)
+    counts = bg_run.manifest('setup')['counts']
+    assert counts['fitted_beside_sft'] == ['independent_scorer', 'scorer'] and counts['waited_for_them_seconds'] >= 0
+    assert 'fitted_beside_sft' not in line_run.manifest('setup')['counts']
+    assert not (bg_run.root/'setup.scorers').exists()                       # the background's files are gone
+    cards = lambda run: json.loads((run.path('setup')/'scorers.json').read_text())
+    assert cards(bg_run) == cards(line_run)
+    texts = ['A wonderful, moving film.', 'Dull and far too long.', 'It was a film.']
+    for role in ('scorer', 'independent_scorer'):
+        assert np.array_equal(getattr(bg, role)(texts).probs, getattr(line, role)(texts).probs)
+
+def test_a_background_fit_that_fails_is_done_again_in_line(tmp_path, monkeypatch):
+    import dpo_imdb.pipeline as pipeline
+    def broken(*args): raise RuntimeError('the background fit broke')
+    monkeypatch.setattr(pipeline, '_fit_tfidf', broken)
+    run, models = _setup(tmp_path, 'broken', monkeypatch, True)
+    assert run.manifest('setup')['counts']['fitted_beside_sft'] == []
+    assert models.scorer(['A wonderful film.']).probs.shape == (1,)
