@@ -82,10 +82,17 @@ def _sentiment_metrics(prefix: str, scorer, ref_samples: Dataset, pol_samples: D
 
 def evaluate_policy(policy, reference, tokenizer, prompts: Dataset, scorer, independent_scorer=None,
                     sampling: SamplingConfig = SamplingConfig(n=1), dtype: torch.dtype = torch.float32,
-                    target: str = 'completion', progress: bool = True) -> EvalResult:
-    "Compare `policy` with `reference` on held-out `prompts`: sentiment, win rate, KL, perplexity, distinct-n."
+                    target: str = 'completion', progress: bool = True,
+                    reference_samples: Dataset | None = None) -> EvalResult:
+    """Compare `policy` with `reference` on held-out `prompts`: sentiment, win rate, KL, perplexity, distinct-n.
+    `reference_samples`: the reference's samples of `prompts` under `sampling`, drawn before (the same seeds give the
+    same samples: when many policies are compared with one reference, it is sampled once)."""
     if len(prompts) == 0: raise ValueError('evaluate_policy needs at least one held-out prompt')
-    ref_samples = generate_completions(reference, tokenizer, prompts, sampling, dtype, progress=progress)
+    if reference_samples is not None and len(reference_samples) != len(prompts) * sampling.n:
+        raise ValueError(f"reference_samples has {len(reference_samples)} rows, but {len(prompts)} prompts x "
+                         f"{sampling.n} samples were asked for: pass the reference's samples of these prompts")
+    ref_samples = reference_samples if reference_samples is not None else generate_completions(
+        reference, tokenizer, prompts, sampling, dtype, progress=progress)
     pol_samples = generate_completions(policy, tokenizer, prompts, sampling, dtype, progress=progress)   # same seeds
     kl = kl_to_reference(policy, reference, pol_samples['prompt_ids'], pol_samples['completion_ids'], sampling, dtype)
     kl_name = 'kl' if sampling.pure else 'sampling_kl'       # a KL of the raw models only under pure sampling

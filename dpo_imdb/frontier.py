@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['METHODS', 'LABELS', 'SETTINGS', 'TRAINED', 'RL_SEED_OFFSET', 'check_frontier', 'FrontierRun', 'frontier_runs',
-           'frontier_steps', 'checkpoint_steps', 'best_of_n_kl', 'best_of_n_points', 'evaluate_point', 'CheckpointEval',
-           'rloo_advantages', 'rloo_loss', 'rloo_train', 'offline_config', 'train_offline', 'train_rloo',
-           'run_frontier', 'write_frontier', 'envelope_at', 'dominance']
+           'frontier_steps', 'checkpoint_steps', 'best_of_n_kl', 'best_of_n_points', 'sample_reference',
+           'evaluate_point', 'CheckpointEval', 'rloo_advantages', 'rloo_loss', 'rloo_train', 'offline_config',
+           'train_offline', 'train_rloo', 'run_frontier', 'write_frontier', 'envelope_at', 'dominance']
 
 # %% ../nbs/08a_frontier.ipynb #38e4ab5b
 import copy, hashlib, json, math, os, time
@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 import numpy as np
 import torch
+from datasets import Dataset
 from transformers import TrainerCallback, get_linear_schedule_with_warmup
 from .config import ConfigError, RunConfig, to_dict
 from .distributed import world_size
@@ -141,14 +142,20 @@ def best_of_n_points(cfg: RunConfig, models, prompts, ns: list[int]) -> list[dic
     return points
 
 # %% ../nbs/08a_frontier.ipynb #fd6f0d48
-def evaluate_point(policy, models, prompts, cfg: RunConfig) -> dict:
-    "KL, rewards under both scorers and distinct-2 of `policy`'s samples of the held-out `prompts`."
+def sample_reference(models, prompts, cfg: RunConfig) -> Dataset:
+    "The reference's samples of the held-out `prompts` under the evaluation's sampling: drawn once for every point."
+    return generate_completions(models.reference, models.tokenizer, prompts, sampling_from_config(cfg, evaluation=True),
+                                models.dtype, progress=False)
+
+def evaluate_point(policy, models, prompts, cfg: RunConfig, reference_samples: Dataset | None = None) -> dict:
+    "KL, rewards under both scorers and distinct-2 of `policy`'s samples of the held-out `prompts` (`sample_reference`'s reused)."
     was_training = policy.training
     policy.eval()
     try:
         m = evaluate_policy(policy, models.reference, models.tokenizer, prompts, models.scorer,
                             independent_scorer=models.independent_scorer, sampling=sampling_from_config(cfg, evaluation=True),
-                            dtype=models.dtype, target=cfg.score_target, progress=False).metrics
+                            dtype=models.dtype, target=cfg.score_target, progress=False,
+                            reference_samples=reference_samples).metrics
     finally: policy.train(was_training)
     return {'kl': m['kl'], 'kl_source': 'exact per token, summed along the policy samples', 'kl_mc': m['kl_mc'],
             'reward': m['policy/pos_prob'], 'independent_reward': m.get('independent/policy/pos_prob'),
@@ -241,22 +248,24 @@ def offline_config(run: FrontierRun, cfg: RunConfig, steps: int) -> tuple[RunCon
     else: raise ValueError(f"{run.method!r} is not an offline method")
     return sub, kwargs
 
-def train_offline(run: FrontierRun, cfg: RunConfig, models, pairs, prompts, steps: int, out_dir) -> tuple[list, list, float]:
+def train_offline(run: FrontierRun, cfg: RunConfig, models, pairs, prompts, steps: int, out_dir,
+                  reference_samples: Dataset | None = None) -> tuple[list, list, float]:
     "Train one offline run from a copy of the reference, evaluating at its checkpoints: points, trainer log, eval seconds."
     sub, kwargs = offline_config(run, cfg, steps)
     policy = copy.deepcopy(models.reference)
     evals = CheckpointEval(policy, checkpoint_steps(steps, cfg.frontier_eval_every),
-                           lambda p: evaluate_point(p, models, prompts, cfg))
+                           lambda p: evaluate_point(p, models, prompts, cfg, reference_samples))
     trainer = make_trainer(policy, models.tokenizer, pairs['train'], None, sub, out_dir, progress=False,
                            callbacks=[evals], **kwargs)
     trainer.train()
     return evals.points, trainer.state.log_history, evals.seconds
 
-def train_rloo(run: FrontierRun, cfg: RunConfig, models, train_prompts, prompts, steps: int, out_dir) -> tuple[list, list, float]:
+def train_rloo(run: FrontierRun, cfg: RunConfig, models, train_prompts, prompts, steps: int, out_dir,
+               reference_samples: Dataset | None = None) -> tuple[list, list, float]:
     "Train one online RL run (`rloo_train`, the training scorer as reward) from a copy of the reference."
     policy = copy.deepcopy(models.reference)
     evals = CheckpointEval(policy, checkpoint_steps(steps, cfg.frontier_eval_every),
-                           lambda p: evaluate_point(p, models, prompts, cfg))
+                           lambda p: evaluate_point(p, models, prompts, cfg, reference_samples))
     reward = lambda samples: models.scorer(_texts(samples, cfg.score_target)).probs.tolist()
     history = rloo_train(policy, models.reference, models.tokenizer, train_prompts, reward, run.value, steps,
                          run.learning_rate, cfg.train_batch_size * cfg.grad_accum_steps, cfg.completions_per_prompt,
@@ -325,8 +334,9 @@ def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True) -> 
     eval_prompts = prompts['eval'].select(range(n_eval))
     steps = frontier_steps(cfg, len(pairs['train']))
     root = run.root/'frontier'
+    ref_samples = sample_reference(models, eval_prompts, cfg)              # every point's reference side: drawn once
     def evaluate_reference():
-        point = evaluate_point(models.reference, models, eval_prompts, cfg)
+        point = evaluate_point(models.reference, models, eval_prompts, cfg, ref_samples)
         return [{'step': 0, **point}], None, {}
     reference = _cached(root/'reference.json', _run_key(run.hash, FrontierRun('reference'), cfg, 0, n_eval),
                         'reference', evaluate_reference)
@@ -339,7 +349,7 @@ def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True) -> 
             if r.method == 'best_of_n': return best_of_n_points(cfg, models, eval_prompts, cfg.frontier_bon_n), None, {}
             train = train_rloo if r.method == 'rloo' else train_offline
             data = prompts['train'] if r.method == 'rloo' else pairs
-            points, history, eval_seconds = train(r, cfg, models, data, eval_prompts, steps, out_dir)
+            points, history, eval_seconds = train(r, cfg, models, data, eval_prompts, steps, out_dir, ref_samples)
             return points, history, {'steps': steps, 'eval_seconds': round(eval_seconds, 2)}
         t0 = time.time()
         result = _cached(out_dir/'result.json', _run_key(run.hash, r, cfg, steps, n_eval), r.name, compute)
