@@ -14,7 +14,8 @@ Steps, each recorded in OUT/gpu_check.json as soon as it ends (so a run cut shor
    precision: ours (`generate_completions` as the pipeline runs it: the captured decode graph, log-probs recorded)
    against HF `model.generate` on a left-padded batch of the same rows in the same autocast -- plain, plain followed by
    the teacher-forced pass that gives it the log-probs ours records, and with a static cache, whose decoding forward
-   transformers compiles (`torch.compile`, mode reduce-overhead) -- and against our own eager loop. Interleaved
+   transformers compiles (`torch.compile`, mode reduce-overhead) -- and against our own eager loop and (CUDA) our
+   decoder compiled by inductor before its capture (`ours_compiled`). Interleaved
    repeats, medians. Then ours at the pipeline's batch of 1,024, and `torch.profiler` over one batch of each loop.
 4. `training`: DPO steps on the preset's pairs: ours (`TripletDPOTrainer`, recorded reference log-probs, no
    reference model) against trl's `DPOTrainer` with its reference model, same batch, steps and precision.
@@ -38,8 +39,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))
+# tokenizers keeps its default (all cores): SFT tokenizes 75,000 reviews, about 30 s on one core (bench/bench_setup.py)
 for k, v in {'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1', 'WANDB_MODE': 'disabled',
-             'TOKENIZERS_PARALLELISM': 'false', 'TRANSFORMERS_VERBOSITY': 'error'}.items(): os.environ.setdefault(k, v)
+             'TRANSFORMERS_VERBOSITY': 'error'}.items(): os.environ.setdefault(k, v)
 
 import torch
 
@@ -255,6 +257,7 @@ def generation(args) -> dict:
 
     sides = {'ours': ours(), 'ours_eager': ours(replace(sampling, decoder='eager')), 'hf_generate': hf(False),
              'hf_generate+logps': hf(True), 'hf_static_compiled': hf(False, static=True)}
+    if cuda: sides['ours_compiled'] = ours(replace(sampling, decoder='compile'))   # inductor's fused kernels, then the graph
     warmup, errors = {}, {}
     for name, fn in list(sides.items()):                   # warm-up: kernels, the graph capture, HF's compilation
         _sync(); t0 = time.perf_counter()
@@ -284,6 +287,8 @@ def generation(args) -> dict:
             'warmup_seconds': warmup, 'errors': errors, 'timing': timing,
             'speedup_vs_hf_generate': ratio('hf_generate'), 'speedup_vs_hf_generate_with_logps': ratio('hf_generate+logps'),
             'speedup_vs_hf_static_compiled': ratio('hf_static_compiled'), 'speedup_vs_eager_loop': ratio('ours_eager'),
+            'compiled_decoder_speedup_vs_ours': round(timing['ours']['median_seconds'] / timing['ours_compiled']['median_seconds'],
+                                                      2) if {'ours', 'ours_compiled'} <= set(timing) else None,
             'at_scale': {'rows': len(big) * n, 'batch': args.big_batch, **at_scale},
             'profile_one_batch': {'rows': len(one) * n, **profile}}
 
