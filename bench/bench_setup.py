@@ -10,7 +10,6 @@ SFT seconds, setup besides SFT, and how long the setup waited for the background
 `make_prompts` twice on the same reviews: first words (ours) and whole reviews (the way before), same prompts.
 """
 import shutil, tempfile
-from dataclasses import replace
 from _common import *
 
 
@@ -75,8 +74,8 @@ def main():
                       f"{m['setup_besides_sft_seconds']} s, waited {m['waited_for_them_seconds']} s; prompts "
                       f"{m['prompts_seconds']} s (load {load()})", flush=True)
                 shutil.rmtree(cfg.out_dir, ignore_errors=True)
-        for name in ('in_line', 'beside_sft'):       # the same scorers either way
-            if modes[name][0]['scorers'] != modes['in_line'][0]['scorers']: raise AssertionError('scorer cards differ')
+        if modes['beside_sft'][0]['scorers'] != modes['in_line'][0]['scorers']:     # the same scorers either way
+            raise AssertionError('scorer cards differ')
         prompts = prompt_tokenizing(cfg)
     rows = [[name, median([m['setup_seconds'] for m in ms]), median([m['sft_seconds'] for m in ms]),
              median([m['setup_besides_sft_seconds'] for m in ms]), median([m['prompts_seconds'] for m in ms])]
