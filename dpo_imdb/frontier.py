@@ -18,7 +18,8 @@ from datasets import Dataset
 from transformers import TrainerCallback, get_linear_schedule_with_warmup
 from .config import ConfigError, RunConfig, to_dict
 from .distributed import world_size
-from .generation import SamplingConfig, generate_completions, sampling_from_config
+from .generation import (SamplingConfig, completion_columns, generate_completions, sample_completions,
+                                 sampling_from_config)
 from .loss import completion_logps, pack_completions, sequence_logps
 from .models import autocast
 from .evaluation import distinct_n, evaluate_policy, frontier_table, markdown_table, pareto_front, plot_frontier
@@ -121,7 +122,9 @@ def best_of_n_kl(n: int) -> float:
 
 # %% ../nbs/08a_frontier.ipynb #4bb776c2
 def _texts(samples, target: str) -> list[str]:
-    return samples['completion'] if target == 'completion' else [p + c for p, c in zip(samples['prompt'], samples['completion'])]
+    "The texts the scorers read (`samples`: a `Dataset`, or its columns as lists)."
+    completions = samples['completion'][:]                           # [:] reads a `Dataset` column at once
+    return completions if target == 'completion' else [p + c for p, c in zip(samples['prompt'][:], completions)]
 
 def best_of_n_points(cfg: RunConfig, models, prompts, ns: list[int]) -> list[dict]:
     "Reward of the training scorer's pick among the first N reference samples of each prompt, for every N in `ns`."
@@ -131,7 +134,7 @@ def best_of_n_points(cfg: RunConfig, models, prompts, ns: list[int]) -> list[dic
     shape = (len(prompts), sampling.n)                                     # rows are prompt-major: (P, N_max)
     reward = models.scorer(texts).probs.astype(np.float64).reshape(shape)
     independent = models.independent_scorer(texts).probs.astype(np.float64).reshape(shape)
-    ids, rows = samples['completion_ids'], np.arange(shape[0])
+    ids, rows = samples['completion_ids'][:], np.arange(shape[0])
     points = []
     for n in sorted(set(ns)):
         pick = reward[:, :n].argmax(1)                                     # (P,) first best on ties
@@ -199,11 +202,13 @@ def rloo_train(policy, reference, tokenizer, prompts, reward, kl_coef: float, st
                k: int, max_new_tokens: int, dtype: torch.dtype = torch.float32, seed: int = 0, warmup: float = 0.0,
                weight_decay: float = 0.0, max_grad_norm: float = 1.0, on_step=None) -> list[dict]:
     """Online RL (RLOO) of `policy` on `prompts` (a prompts `Dataset`): `steps` steps of `batch_size` completions, `k` per
-    prompt, rewarded by `reward(samples) -> list[float]` minus `kl_coef` x the log-ratio to `reference`. `on_step(step)`
-    runs after each step. One row of metrics per step."""
+    prompt, rewarded by `reward(samples) -> list[float]` (`samples`: `generate_completions`' columns as lists) minus
+    `kl_coef` x the log-ratio to `reference`. `on_step(step)` runs after each step. One row of metrics per step."""
     if batch_size % k or k < 2: raise ValueError(f"rloo_train needs k >= 2 samples per prompt dividing batch_size "
                                                  f"(got k={k}, batch_size={batch_size})")
     device, per_step = next(policy.parameters()).device, batch_size // k
+    prompt_ids = prompts['prompt_ids'][:]                              # read once: each step picks from lists
+    texts = prompts['prompt'][:] if 'prompt' in prompts.column_names else None
     rng, queue = np.random.default_rng(seed), []
     opt = _rl_optimizer(policy, lr, weight_decay)
     sched = get_linear_schedule_with_warmup(opt, math.ceil(warmup * steps) if warmup < 1 else int(warmup), steps)
@@ -215,9 +220,11 @@ def rloo_train(policy, reference, tokenizer, prompts, reward, kl_coef: float, st
             pick, queue = queue[:per_step], queue[per_step:]
             sampling = SamplingConfig(n=k, max_new_tokens=max_new_tokens, batch_size=batch_size,
                                       seed=seed + RL_SEED_OFFSET + step)
-            samples = generate_completions(policy, tokenizer, prompts.select(pick), sampling, dtype, progress=False)
-            p_ids, c_ids = samples['prompt_ids'], samples['completion_ids']
-            old = torch.tensor(samples['ref_logps'], dtype=torch.float32, device=device)   # the policy's own, recorded
+            picked = [prompt_ids[i] for i in pick]
+            rows, c_ids, logps = sample_completions(policy, tokenizer, picked, sampling, dtype, progress=False)
+            samples = completion_columns(tokenizer, rows, picked, c_ids, logps,     # lists: no Dataset to build per step
+                                         prompts=None if texts is None else [texts[i] for i in pick])
+            p_ids, old = samples['prompt_ids'], torch.tensor(logps, dtype=torch.float32, device=device)  # the policy's own
             ref = completion_logps(reference, p_ids, c_ids, batch_size, dtype).to(device)
             score = torch.tensor(reward(samples), dtype=torch.float32, device=device)
             kl = old - ref                                                              # (B,) summed log-ratios

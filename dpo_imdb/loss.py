@@ -28,15 +28,14 @@ def sequence_logps(logits: Tensor, labels: Tensor, completion_mask: Tensor) -> T
 def pack_completions(prompt_ids: list[list[int]], completion_ids: list[list[int]],
                      pad_id: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     "Right-padded `input_ids`, `attention_mask` and `completion_mask` of `prompt + completion` rows, each `(B, T)`."
-    rows = [p + c for p, c in zip(prompt_ids, completion_ids, strict=True)]
+    pairs = list(zip(prompt_ids, completion_ids, strict=True))
+    rows = [p + c for p, c in pairs]
     T = max(map(len, rows))
-    input_ids, attention_mask, completion_mask = (torch.zeros(len(rows), T, dtype=torch.long) for _ in range(3))
-    for i, (p, row) in enumerate(zip(prompt_ids, rows)):
-        input_ids[i, :len(row)] = torch.tensor(row)
-        attention_mask[i, :len(row)] = 1
-        completion_mask[i, len(p):len(row)] = 1
-    input_ids[attention_mask == 0] = pad_id
-    return input_ids, attention_mask, completion_mask
+    input_ids = torch.tensor([row + [pad_id] * (T - len(row)) for row in rows], dtype=torch.long)   # one copy, not one per row
+    starts = torch.tensor([len(p) for p, _ in pairs])[:, None]                  # (B, 1): where each completion begins
+    ends = torch.tensor([len(row) for row in rows])[:, None]                    # (B, 1): where each row ends
+    pos = torch.arange(T)
+    return input_ids, (pos < ends).long(), ((pos >= starts) & (pos < ends)).long()
 
 @torch.no_grad()
 def completion_logps(model, prompt_ids: list[list[int]], completion_ids: list[list[int]], batch_size: int = 64,
