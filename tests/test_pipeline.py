@@ -254,3 +254,16 @@ def test_a_background_fit_that_fails_is_done_again_in_line(tmp_path, monkeypatch
     run, models = _setup(tmp_path, 'broken', monkeypatch, True)
     assert run.manifest('setup')['counts']['fitted_beside_sft'] == []
     assert models.scorer(['A wonderful film.']).probs.shape == (1,)
+
+def test_a_background_fit_that_hangs_is_stopped_and_done_again_in_line(tmp_path, monkeypatch):
+    import dpo_imdb.pipeline as pipeline
+    def hangs(*args): time.sleep(3600)
+    monkeypatch.setattr(pipeline, '_fit_tfidf', hangs)
+    monkeypatch.setattr(pipeline, 'BACKGROUND_WAIT', 1)
+    started = time.time()
+    with pytest.warns(UserWarning, match='not done 1 s after it'):
+        run, models = _setup(tmp_path, 'hangs', monkeypatch, True)
+    assert time.time() - started < 600                                       # not the hour the process would take
+    assert run.manifest('setup')['counts']['fitted_beside_sft'] == []
+    assert not (run.root/'setup.scorers').exists()                          # stopped, its folder removed
+    assert models.scorer(['A wonderful film.']).probs.shape == (1,)
