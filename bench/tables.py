@@ -3,7 +3,7 @@
     python bench/tables.py              # every table, in the order BENCHMARKS.md shows them
     python bench/tables.py generation   # one of: machine, summary, generation, fastpaths, scoring, training, training_rss, e2e,
                                         # scale, processes, gpu_h200, gpu_h200_preset, gpu_h200_frontier, gpu_targets,
-                                        # setup_cpu, rloo_host
+                                        # setup_cpu, host_work
 
 The JSON files are what the bench/ scripts wrote to bench/results/ (git-ignored), copied to bench/measured/ and
 committed. Each table is printed under the `Source:` line that BENCHMARKS.md keeps above it; tests/test_benchmarks.py
@@ -208,19 +208,22 @@ def setup_cpu() -> str:
                          f(m['prompts_seconds'])))
     return '\n'.join(lines)
 
-def rloo_host() -> str:
-    "The host work of an online RL step besides the model: Datasets per step before, lists now (bench_rloo_host.py)."
-    r = load('rloo_host')
-    ms = r['ms_per_step']
-    return '\n'.join([source('rloo_host'), '', head('per step (ms, median)', 'before: a Dataset in and out', 'now: lists',
-                                                    'before / now', 'the TF-IDF reward, for scale'),
-                      row(f"{r['rows']} rows x {r['new_tokens']} tokens, {r['steps']} steps", f(ms['before']), f(ms['now']),
-                          f"**{f(r['before_over_now'])}x**", f(ms['reward']))])
+def host_work() -> str:
+    "Host work per training step besides the model, before and now (bench_host_work.py)."
+    r = load('host_work')
+    rl, dpo = r['rloo'], r['dpo_collation']
+    return '\n'.join([source('host_work'), '', head('per step, median (ms)', 'before', 'now', 'before / now'),
+                      row(f"online RL: a step's data handling, {rl['rows']} rows x {rl['new_tokens']} tokens, {rl['steps']} steps",
+                          f"{f(rl['ms_per_step']['before'])}: a Dataset in and out", f"{f(rl['ms_per_step']['now'])}: lists",
+                          f"**{f(rl['before_over_now'])}x**"),
+                      row(f"DPO: collating a batch of {dpo['pairs']} pairs, {dpo['batches']} batches",
+                          f"{f(dpo['ms_per_batch']['trl'])}: trl's `DataCollatorForPreference`",
+                          f"{f(dpo['ms_per_batch']['ours'])}: `PackedPreferenceCollator`", f"**{f(dpo['trl_over_ours'])}x**")])
 
 TABLES = {'machine': machine, 'summary': summary, 'generation': generation, 'fastpaths': fastpaths, 'scoring': scoring,
           'training': training, 'training_rss': training_rss, 'e2e': e2e, 'scale': scale, 'processes': processes,
           'gpu_h200': gpu_h200, 'gpu_h200_preset': gpu_h200_preset, 'gpu_h200_frontier': gpu_h200_frontier,
-          'gpu_targets': gpu_targets, 'setup_cpu': setup_cpu, 'rloo_host': rloo_host}
+          'gpu_targets': gpu_targets, 'setup_cpu': setup_cpu, 'host_work': host_work}
 
 if __name__ == '__main__':
     for name in sys.argv[1:] or TABLES: print(f'<!-- {name} -->\n{TABLES[name]()}\n')

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['ID_COLUMNS', 'REF_COLUMNS', 'OBJECTIVES', 'NO_CHECKPOINTING', 'PLOTS', 'dpo_batch', 'plain_dpo_step',
-           'train_dpo_plain', 'has_columns', 'fit_max_length', 'TripletDPOTrainer', 'dpo_config', 'QuietProgress',
-           'make_trainer', 'history_from_log', 'save_history', 'plot_history', 'wandb_run_id', 'wandb_run_env',
-           'log_evaluation', 'TrainResult', 'SessionSteps', 'train_dpo']
+           'train_dpo_plain', 'has_columns', 'fit_max_length', 'PackedPreferenceCollator', 'TripletDPOTrainer',
+           'dpo_config', 'QuietProgress', 'make_trainer', 'history_from_log', 'save_history', 'plot_history',
+           'wandb_run_id', 'wandb_run_env', 'log_evaluation', 'TrainResult', 'SessionSteps', 'train_dpo']
 
 # %% ../nbs/06_training.ipynb #d6246e09
 import contextlib, copy, importlib.util, json, os, time, uuid, warnings
@@ -21,6 +21,7 @@ from transformers import PreTrainedModel, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import DPOConfig, DPOTrainer
+from trl.trainer.dpo_trainer import DataCollatorForPreference
 from .models import compute_dtype, resolve_device
 from .config import RunConfig
 from .loss import dpo_loss, pack_completions, sequence_logps, unlikelihood_loss
@@ -107,6 +108,21 @@ def _log_forward_metrics(trainer, mode: str, outputs, inputs: dict, shift_mask, 
     top1 = outputs.is_top1[:, -seq_len:].chunk(2)[0] & w_mask
     _later(trainer, mode, 'mean_token_accuracy', ratio, total(top1.sum()), n_w)
 
+# %% ../nbs/06_training.ipynb #a4c2e8b2
+class PackedPreferenceCollator(DataCollatorForPreference):
+    "trl's `DataCollatorForPreference`, its tensors made by `pack_completions`: chosen rows, then rejected rows."
+    def torch_call(self, examples: list[dict]) -> dict:
+        prompts = [e['prompt_ids'] for e in examples] * 2
+        completions = [e['chosen_ids'] for e in examples] + [e['rejected_ids'] for e in examples]
+        longest = max(len(p) + len(c) for p, c in zip(prompts, completions))
+        if self.pad_to_multiple_of or (self.max_length is not None and longest > self.max_length):
+            return super().torch_call(examples)                                  # rows to cut, or extra padding
+        input_ids, attention_mask, completion_mask = pack_completions(prompts, completions, self.pad_token_id)
+        out = {'input_ids': input_ids, 'attention_mask': attention_mask, 'completion_mask': completion_mask}
+        for key in REF_COLUMNS:
+            if key in examples[0]: out[key] = torch.tensor([e[key] for e in examples])
+        return out
+
 # %% ../nbs/06_training.ipynb #7c17be51
 class TripletDPOTrainer(DPOTrainer):
     "`DPOTrainer` on a triplet dataset's own token ids and recorded reference log-probs, with the project's own losses."
@@ -116,6 +132,9 @@ class TripletDPOTrainer(DPOTrainer):
     def __init__(self, *args, **kwargs):     # trl's signature names peft types: show_doc could not render it without peft
         super().__init__(*args, **kwargs)
         self._pending = []                  # metrics not yet read from the device: (mode, key, fn, tensors)
+        if type(self.data_collator) is DataCollatorForPreference:           # trl's own: the same batches, packed
+            c = self.data_collator
+            self.data_collator = PackedPreferenceCollator(c.pad_token_id, c.max_length, c.truncation_mode, c.pad_to_multiple_of)
 
     def _read_metrics(self):
         "Read the pending metrics from the device, into trl's `_metrics`, in the order trl would have logged them."

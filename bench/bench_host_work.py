@@ -1,5 +1,6 @@
-"""The host work of one online RL step besides the model: the data handling of `rloo_train` around its rollouts.
+"""Host work per training step besides the model: online RL's data handling, and DPO's batch collation.
 
+Online RL:
 `rloo_train` used to pass each step's prompts to `generate_completions` as a `Dataset` (`prompts.select(pick)`),
 get a `Dataset` back (`Dataset.from_dict` of the step's 64 rows) and read its columns; now it reads the prompts once
 and calls `sample_completions` and `completion_columns`, which hand it lists. Both sides here take the same rollouts
@@ -8,6 +9,10 @@ and do what a step does with them besides the model: the sampler's output into c
 the reference's and the policy's packing of prompt + completion (`pack_completions`, twice), the recorded log-probs
 as a tensor, and the reward's texts (prompt + completion). Interleaved, step by step; medians. The TF-IDF reward on
 the same texts (the same on both sides) is timed apart, for scale.
+
+DPO: each step's batch of `--pairs` pairs (real IMDb prompts, chosen and rejected completions of random GPT-2 token
+ids, 30 to `--new-tokens` long) collated by trl's `DataCollatorForPreference` and by `PackedPreferenceCollator` (the
+`gpu` preset's `max_length`, so no row is cut), interleaved batch by batch, the two checked equal.
 """
 import numpy as np
 from _common import *
@@ -44,6 +49,29 @@ def new_step(prompt_ids, prompt_texts, pick, tok, rows, completions, logps):
     return texts, packed, old
 
 
+def dpo_collation(prompt_ids, batches: int, pairs: int, new_tokens: int, pad_id: int, max_length: int) -> dict:
+    "Milliseconds per batch (medians) of trl's collator and ours, on the same batches."
+    import torch
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+    from dpo_imdb.training import PackedPreferenceCollator
+    theirs = DataCollatorForPreference(pad_token_id=pad_id, max_length=max_length)
+    ours = PackedPreferenceCollator(pad_token_id=pad_id, max_length=max_length)
+    rng, times = np.random.default_rng(1), {'trl': [], 'ours': []}
+    completion = lambda: rng.integers(0, pad_id, rng.integers(30, new_tokens + 1)).tolist()
+    for b in range(batches):
+        examples = [{'prompt_ids': prompt_ids[i], 'chosen_ids': completion(), 'rejected_ids': completion(),
+                     'ref_chosen_logps': float(rng.normal(-150, 20)), 'ref_rejected_logps': float(rng.normal(-150, 20))}
+                    for i in rng.choice(len(prompt_ids), pairs, replace=False)]
+        t_trl, a = timed(theirs, examples)
+        t_ours, b_ = timed(ours, examples)
+        if a.keys() != b_.keys() or not all(torch.equal(a[k], b_[k]) and a[k].dtype == b_[k].dtype for k in a):
+            raise AssertionError(f'batch {b}: the collators disagree')
+        times['trl'].append(t_trl * 1000); times['ours'].append(t_ours * 1000)
+    ms = {k: round(median(v), 2) for k, v in times.items()}
+    return {'batches': batches, 'pairs': pairs, 'ms_per_batch': ms, 'trl_over_ours': round(ms['trl'] / ms['ours'], 2),
+            'runs_ms': times}
+
+
 def main():
     p = parser(__doc__.splitlines()[0])
     p.set_defaults(threads=1)
@@ -51,6 +79,7 @@ def main():
     p.add_argument('--prompts-per-step', type=int, default=16)
     p.add_argument('--k', type=int, default=4)
     p.add_argument('--new-tokens', type=int, default=48)
+    p.add_argument('--pairs', type=int, default=64)
     args = p.parse_args()
     need_shared()
     set_threads(args.threads)
@@ -62,7 +91,7 @@ def main():
     prompts = imdb_prompts(tok, 5000)
     train = imdb_reviews('train').shuffle(seed=0).select(range(5000))
     scorer = TfidfScorer.fit(train['text'], train['label'])
-    banner('the host work of an online RL step besides the model', info, steps=steps, rows=args.prompts_per_step * args.k,
+    banner('host work per training step besides the model', info, steps=steps, rows=args.prompts_per_step * args.k,
            new_tokens=args.new_tokens)
     t0 = time.perf_counter()
     prompt_ids, prompt_texts = prompts['prompt_ids'][:], prompts['prompt'][:]
@@ -86,9 +115,14 @@ def main():
                 [[f'{len(rows)} rows x {args.new_tokens} tokens', ms['before'], ms['now'], speedup, ms['reward']]]))
     print(f"reading the {len(prompts)} prompts' columns once: {read_once * 1000:.1f} ms; over {steps} steps the "
           f"difference is {(ms['before'] - ms['now']) * steps / 1000:.2f} s")
-    write_result('rloo_host', {'machine': info, 'args': vars(args), 'steps': steps, 'rows': len(rows),
-                               'new_tokens': args.new_tokens, 'ms_per_step': ms, 'before_over_now': speedup,
-                               'read_once_ms': round(read_once * 1000, 2), 'runs_ms': times}, args.out)
+    from dpo_imdb.config import from_preset
+    dpo = dpo_collation(prompt_ids, steps, args.pairs, args.new_tokens, tok.eos_token_id, from_preset('gpu').max_length)
+    print(table(['DPO batch collation (ms, median)', "trl's DataCollatorForPreference", 'PackedPreferenceCollator', 'trl / ours'],
+                [[f"{args.pairs} pairs, {steps} batches", dpo['ms_per_batch']['trl'], dpo['ms_per_batch']['ours'],
+                  dpo['trl_over_ours']]]))
+    rl = {'steps': steps, 'rows': len(rows), 'new_tokens': args.new_tokens, 'ms_per_step': ms, 'before_over_now': speedup,
+          'read_once_ms': round(read_once * 1000, 2), 'runs_ms': times}
+    write_result('host_work', {'machine': info, 'args': vars(args), 'rloo': rl, 'dpo_collation': dpo}, args.out)
 
 
 if __name__ == '__main__':
