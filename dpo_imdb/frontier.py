@@ -22,6 +22,7 @@ from .generation import (SamplingConfig, completion_columns, generate_completion
                                  sampling_from_config)
 from .loss import completion_logps, pack_completions, sequence_logps
 from .models import autocast
+from .scoring import score_texts
 from .evaluation import distinct_n, evaluate_policy, frontier_table, markdown_table, pareto_front, plot_frontier
 from .training import make_trainer
 from .pipeline import (RunError, run_pipeline, run_prompts, run_triplets, setup_models, write_json,
@@ -121,16 +122,11 @@ def best_of_n_kl(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 # %% ../nbs/08a_frontier.ipynb #4bb776c2
-def _texts(samples, target: str) -> list[str]:
-    "The texts the scorers read (`samples`: a `Dataset`, or its columns as lists)."
-    completions = samples['completion'][:]                           # [:] reads a `Dataset` column at once
-    return completions if target == 'completion' else [p + c for p, c in zip(samples['prompt'][:], completions)]
-
 def best_of_n_points(cfg: RunConfig, models, prompts, ns: list[int]) -> list[dict]:
     "Reward of the training scorer's pick among the first N reference samples of each prompt, for every N in `ns`."
     sampling = replace(sampling_from_config(cfg, evaluation=True), n=max(ns))
     samples = generate_completions(models.reference, models.tokenizer, prompts, sampling, models.dtype, progress=False)
-    texts = _texts(samples, cfg.score_target)
+    texts = score_texts(samples, cfg.score_target)
     shape = (len(prompts), sampling.n)                                     # rows are prompt-major: (P, N_max)
     reward = models.scorer(texts).probs.astype(np.float64).reshape(shape)
     independent = models.independent_scorer(texts).probs.astype(np.float64).reshape(shape)
@@ -273,7 +269,7 @@ def train_rloo(run: FrontierRun, cfg: RunConfig, models, train_prompts, prompts,
     policy = copy.deepcopy(models.reference)
     evals = CheckpointEval(policy, checkpoint_steps(steps, cfg.frontier_eval_every),
                            lambda p: evaluate_point(p, models, prompts, cfg, reference_samples))
-    reward = lambda samples: models.scorer(_texts(samples, cfg.score_target)).probs.tolist()
+    reward = lambda samples: models.scorer(score_texts(samples, cfg.score_target)).probs.tolist()
     history = rloo_train(policy, models.reference, models.tokenizer, train_prompts, reward, run.value, steps,
                          run.learning_rate, cfg.train_batch_size * cfg.grad_accum_steps, cfg.completions_per_prompt,
                          cfg.max_new_tokens, models.dtype, cfg.seed, cfg.warmup_ratio, cfg.weight_decay,

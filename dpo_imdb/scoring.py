@@ -171,11 +171,12 @@ def train_wordpiece(texts, vocab_size: int = 4096, max_length: int = 128):
                                    sep_token='[SEP]', mask_token='[MASK]', model_max_length=max_length)
 
 # %% ../nbs/03_scoring.ipynb #df98fcc9
-def score_texts(completions: Dataset, target: str = 'completion') -> list[str]:
-    "The texts the scorer reads for each row: the completion, or prompt + completion."
+def score_texts(completions: Dataset | dict, target: str = 'completion') -> list[str]:
+    "The texts the scorer reads for each row: the completion, or prompt + completion (`completions`: a `Dataset`, or its columns)."
     if target not in SCORE_TARGETS: raise ValueError(f"target must be one of {', '.join(SCORE_TARGETS)}, got {target!r}")
     need = ['completion'] + (['prompt'] if target == 'prompt+completion' else [])
-    missing = [c for c in need if c not in completions.column_names]
+    columns = completions if isinstance(completions, dict) else completions.column_names
+    missing = [c for c in need if c not in columns]
     if missing: raise ValueError(f"completions lack column(s) {', '.join(missing)}: pass the output of generate_completions")
     if target == 'completion': return completions['completion'][:]
     return [p + c for p, c in zip(completions['prompt'][:], completions['completion'][:])]
