@@ -25,7 +25,8 @@ Steps, each recorded in OUT/gpu_check.json as soon as it ends (so a run cut shor
 7. `gpu_tests`: the notebook cells flagged `gpu` (`nbdev_test --flags gpu`) of the notebooks that have them.
 8. `frontier` (with `--frontier` or `--only frontier`): `dpo-imdb frontier --preset gpu` in a subprocess with its own
    time budget (`--frontier-budget`, within `--budget`); OUT/frontier_points.json, OUT/frontier.png and
-   OUT/frontier_table.md, or the runs it finished (a later call on the same machine resumes them).
+   OUT/frontier_table.md; cut short by its budget, the points of the runs it finished (OUT/frontier_points_partial.json,
+   OUT/frontier_partial.png, and whether DPO dominates on them), which a later call on the same machine resumes.
 
 Last, `targets`: each target of the issue with what it was measured from, met or missed, or pending (not measured: a
 CPU dry run, a skipped or failed step).
@@ -408,18 +409,31 @@ def frontier(args) -> dict:
     cfg = args.cfg
     config_file = save_config(cfg, Path(cfg.out_dir).parent/'frontier_config.json')
     root = Path(cfg.out_dir)/'frontier'
-    t0, timed_out = time.time(), False
-    try:
-        res = subprocess.run([sys.executable, '-m', 'dpo_imdb.cli', 'frontier', '--config', str(config_file)], cwd=ROOT,
-                             capture_output=True, text=True, timeout=max(60, min(args.frontier_budget, args.check.left())))
-        log, code = res.stdout + res.stderr, res.returncode
-    except subprocess.TimeoutExpired as e:
-        log, code, timed_out = (e.stdout or b'').decode() + (e.stderr or b'').decode(), None, True
+    log_file, partial = Path(cfg.out_dir).parent/'frontier.log', args.out/'frontier_points_partial.json'
+    t0, timed_out, copied = time.time(), False, None
+    deadline = t0 + max(60, min(args.frontier_budget, args.check.left()))
+    with open(log_file, 'w') as log_out:
+        proc = subprocess.Popen([sys.executable, '-m', 'dpo_imdb.cli', 'frontier', '--config', str(config_file)],
+                                cwd=ROOT, stdout=log_out, stderr=subprocess.STDOUT, text=True)
+        try:
+            while proc.poll() is None:          # each finished run's points reach OUT at once, so that a command
+                if time.time() > deadline:      # stopped from outside (the lease's limit) still returns them
+                    timed_out = True
+                    break
+                time.sleep(2)
+                points = root/'points.json'
+                if points.exists() and points.stat().st_mtime != copied:
+                    copied = points.stat().st_mtime
+                    shutil.copyfile(points, partial)
+        finally:
+            if proc.poll() is None: proc.kill(); proc.wait()
+    log, code = log_file.read_text(), None if timed_out else proc.returncode
     finished = {p.parent.name: json.loads(p.read_text()) for p in sorted((root/'runs').glob('*/result.json'))}
     out = {'seconds': round(time.time() - t0, 1), 'timed_out': timed_out, 'returncode': code,
            'runs_finished': {name: {'seconds': r['seconds'], 'points': len(r['points'])} for name, r in finished.items()},
            'log_tail': '\n'.join(l for l in log.splitlines() if 'frontier' in l and ' see ' not in l)[-3000:]}   # no paths
     if (root/'summary.json').exists() and code == 0:
+        for stale in (partial, args.out/'frontier_partial.png'): stale.unlink(missing_ok=True)
         summary = json.loads((root/'summary.json').read_text())
         points = json.loads((root/'points.json').read_text())
         for name, dest in (('points.json', 'frontier_points.json'), ('frontier.png', 'frontier.png'),
@@ -430,7 +444,16 @@ def frontier(args) -> dict:
         out.update(complete=True, summary=summary, stages_seconds=round(sum(stages), 1),
                    from_scratch_seconds=round(sum(stages) + summary['seconds_in_runs'], 1), dpo_dominates=dominance(points),
                    dpo_dominates_independent=dominance(points, key='independent_reward'))
-    else: out['complete'] = False
+    else:
+        out['complete'] = False
+        if (root/'points.json').exists():               # the points of the runs it finished (run_frontier keeps them)
+            from dpo_imdb.evaluation import plot_frontier
+            points = json.loads((root/'points.json').read_text())
+            shutil.copyfile(root/'points.json', partial)
+            plot_frontier(points, args.out/'frontier_partial.png', title=f'{cfg.name}: the runs finished in time')
+            out['partial'] = {'points': len(points), 'methods': sorted({p['method'] for p in points}),
+                              'dpo_dominates': dominance(points),
+                              'dpo_dominates_independent': dominance(points, key='independent_reward')}
     if not out['complete'] and code not in (0, None): raise RuntimeError(f'dpo-imdb frontier failed ({code}):\n{log[-2000:]}')
     return out
 

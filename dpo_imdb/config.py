@@ -240,7 +240,9 @@ PRESETS: dict[str, dict] = {
         learning_rate=1e-5, train_batch_size=64, eval_batch_size=128, eval_steps=50, save_steps=100, out_dir='runs/gpu',
         frontier_betas=[0.1, 1.0, 5.0], frontier_ipo_betas=[0.5], frontier_hinge_betas=[0.5], frontier_cdpo_betas=[0.1],
         frontier_ul_alphas=[0.5], frontier_rl_betas=[0.02, 0.05, 0.2], frontier_learning_rates=[5e-6, 1e-5],
-        frontier_steps=150, frontier_eval_every=50, frontier_eval_prompts=256),
+        frontier_steps=150, frontier_eval_every=50, frontier_eval_prompts=256,
+        # DPO and what it is compared with first: a frontier its time budget cuts short still draws that comparison
+        frontier_methods=['best_of_n', 'dpo', 'rloo', 'preferred_ft', 'ipo', 'hinge', 'cdpo', 'unlikelihood']),
     'paper': dict(
         policy='gpt2-large', scorer='siebert/sentiment-roberta-large-english', sft_steps=391, sft_lr=2e-5,
         sft_batch_size=64, sft_max_length=256, sft_reviews=25_000, n_train_prompts=25_000, n_eval_prompts=500,

@@ -9,7 +9,7 @@ __all__ = ['METHODS', 'LABELS', 'SETTINGS', 'TRAINED', 'RL_SEED_OFFSET', 'check_
            'train_offline', 'train_rloo', 'run_frontier', 'write_frontier', 'envelope_at', 'dominance']
 
 # %% ../nbs/08a_frontier.ipynb #38e4ab5b
-import copy, hashlib, json, math, os, time
+import copy, functools, hashlib, json, math, os, time
 from dataclasses import dataclass, replace
 from pathlib import Path
 import numpy as np
@@ -337,9 +337,10 @@ def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True) -> 
     eval_prompts = prompts['eval'].select(range(n_eval))
     steps = frontier_steps(cfg, len(pairs['train']))
     root = run.root/'frontier'
-    ref_samples = sample_reference(models, eval_prompts, cfg)              # every point's reference side: drawn once
+    ref_samples = functools.cache(lambda: sample_reference(models, eval_prompts, cfg))  # every point's reference side:
+                                                                          # drawn once, when a point first needs it
     def evaluate_reference():
-        point = evaluate_point(models.reference, models, eval_prompts, cfg, ref_samples)
+        point = evaluate_point(models.reference, models, eval_prompts, cfg, ref_samples())
         return [{'step': 0, **point}], None, {}
     reference = _cached(root/'reference.json', _run_key(run.hash, FrontierRun('reference'), cfg, 0, n_eval),
                         'reference', evaluate_reference)
@@ -352,11 +353,12 @@ def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True) -> 
             if r.method == 'best_of_n': return best_of_n_points(cfg, models, eval_prompts, cfg.frontier_bon_n), None, {}
             train = train_rloo if r.method == 'rloo' else train_offline
             data = prompts['train'] if r.method == 'rloo' else pairs
-            points, history, eval_seconds = train(r, cfg, models, data, eval_prompts, steps, out_dir, ref_samples)
+            points, history, eval_seconds = train(r, cfg, models, data, eval_prompts, steps, out_dir, ref_samples())
             return points, history, {'steps': steps, 'eval_seconds': round(eval_seconds, 2)}
         t0 = time.time()
         result = _cached(out_dir/'result.json', _run_key(run.hash, r, cfg, steps, n_eval), r.name, compute)
         points += _points(r, result)
+        write_json(root/'points.json', points)                    # kept up to date: a call cut short leaves its points
         timings[r.name] = result['seconds']
         if time.time() - t0 > 0.5 * result['seconds']: paced.setdefault(_kind(r), []).append(result['seconds'])
         if paced and i + 1 < len(runs): _log(f'{i + 1} of {len(runs)} runs done; ' + _eta(runs[i + 1:], paced))

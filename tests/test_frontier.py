@@ -44,6 +44,15 @@ def test_frontier_test_preset(tmp_path):
     summary = json.loads((out/'frontier'/'summary.json').read_text())
     assert summary['checkpoints'] == [2, 4] and summary['runs'] == 5
     assert 'frontier/frontier.png' in (out/'report.md').read_text()
+    # a run's points depend on its own settings and seed, not on the runs before it: the methods' order changes nothing
+    reordered = save_config(from_preset('test', frontier_methods=['rloo', 'dpo']), tmp_path/'reordered.json')
+    res = subprocess.run(cli('frontier', '--config', str(reordered), '--out', str(tmp_path/'reordered')),
+                         capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    again = json.loads((tmp_path/'reordered'/'frontier'/'points.json').read_text())
+    assert [p['method'] for p in again][1] == 'rloo'                      # after the reference: rloo's runs first
+    measure = lambda ps: sorted((p['run'], p['step'], p['kl'], p['reward'], p['independent_reward']) for p in ps)
+    assert measure(again) == measure(points)
 
 @pytest.mark.parametrize('change, message', [
     ({'frontier_methods': ['dpo', 'ppo']}, "RunConfig.frontier_methods has an unknown method 'ppo': choose from dpo, "),
