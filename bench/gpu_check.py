@@ -25,8 +25,10 @@ Steps, each recorded in OUT/gpu_check.json as soon as it ends (so a run cut shor
 7. `gpu_tests`: the notebook cells flagged `gpu` (`nbdev_test --flags gpu`) of the notebooks that have them.
 8. `frontier` (with `--frontier` or `--only frontier`): `dpo-imdb frontier --preset gpu` in a subprocess with its own
    time budget (`--frontier-budget`, within `--budget`); OUT/frontier_points.json, OUT/frontier.png and
-   OUT/frontier_table.md; cut short by its budget, the points of the runs it finished (OUT/frontier_points_partial.json,
-   OUT/frontier_partial.png, and whether DPO dominates on them), which a later call on the same machine resumes.
+   OUT/frontier_table.md. The frontier skips the runs that would not finish 20 s before the step's deadline
+   (`dpo-imdb frontier --budget`); then, or stopped from outside, the points of the runs it finished
+   (OUT/frontier_points_partial.json, copied as each run ends; OUT/frontier_partial.png; whether DPO dominates on
+   them), which a later call on the same machine resumes.
 
 Last, `targets`: each target of the issue with what it was measured from, met or missed, or pending (not measured: a
 CPU dry run, a skipped or failed step).
@@ -411,9 +413,11 @@ def frontier(args) -> dict:
     root = Path(cfg.out_dir)/'frontier'
     log_file, partial = Path(cfg.out_dir).parent/'frontier.log', args.out/'frontier_points_partial.json'
     t0, timed_out, copied = time.time(), False, None
-    deadline = t0 + max(60, min(args.frontier_budget, args.check.left()))
+    seconds = max(60, min(args.frontier_budget, args.check.left()))
+    deadline = t0 + seconds                     # the frontier skips the runs that would end later than 20 s before it
     with open(log_file, 'w') as log_out:
-        proc = subprocess.Popen([sys.executable, '-m', 'dpo_imdb.cli', 'frontier', '--config', str(config_file)],
+        proc = subprocess.Popen([sys.executable, '-m', 'dpo_imdb.cli', 'frontier', '--config', str(config_file),
+                                 '--budget', f'{seconds - 20:.0f}'],
                                 cwd=ROOT, stdout=log_out, stderr=subprocess.STDOUT, text=True)
         try:
             while proc.poll() is None:          # each finished run's points reach OUT at once, so that a command
@@ -432,9 +436,10 @@ def frontier(args) -> dict:
     out = {'seconds': round(time.time() - t0, 1), 'timed_out': timed_out, 'returncode': code,
            'runs_finished': {name: {'seconds': r['seconds'], 'points': len(r['points'])} for name, r in finished.items()},
            'log_tail': '\n'.join(l for l in log.splitlines() if 'frontier' in l and ' see ' not in l)[-3000:]}   # no paths
-    if (root/'summary.json').exists() and code == 0:
-        for stale in (partial, args.out/'frontier_partial.png'): stale.unlink(missing_ok=True)
-        summary = json.loads((root/'summary.json').read_text())
+    summary = json.loads((root/'summary.json').read_text()) if code == 0 and (root/'summary.json').exists() else {}
+    if summary.get('complete'):
+        for stale in (partial, args.out/'frontier_partial.png', args.out/'frontier_table_partial.md'):
+            stale.unlink(missing_ok=True)
         points = json.loads((root/'points.json').read_text())
         for name, dest in (('points.json', 'frontier_points.json'), ('frontier.png', 'frontier.png'),
                            ('table.md', 'frontier_table.md')):
@@ -445,11 +450,12 @@ def frontier(args) -> dict:
                    from_scratch_seconds=round(sum(stages) + summary['seconds_in_runs'], 1), dpo_dominates=dominance(points),
                    dpo_dominates_independent=dominance(points, key='independent_reward'))
     else:
-        out['complete'] = False
+        out.update(complete=False, skipped=summary.get('skipped'))  # skipped by its budget, or stopped from outside
         if (root/'points.json').exists():               # the points of the runs it finished (run_frontier keeps them)
             from dpo_imdb.evaluation import plot_frontier
             points = json.loads((root/'points.json').read_text())
             shutil.copyfile(root/'points.json', partial)
+            if summary: shutil.copyfile(root/'table.md', args.out/'frontier_table_partial.md')
             plot_frontier(points, args.out/'frontier_partial.png', title=f'{cfg.name}: the runs finished in time')
             out['partial'] = {'points': len(points), 'methods': sorted({p['method'] for p in points}),
                               'dpo_dominates': dominance(points),

@@ -80,11 +80,20 @@ class CommandLineError(ValueError):
 class _Parser(argparse.ArgumentParser):
     def error(self, message): raise CommandLineError(f'{message} (see {self.prog} --help)')
 
-def _run_options(preset: bool) -> argparse.ArgumentParser:
-    "The options of every command that runs the pipeline, other than the field flags."
+def _seconds(text: str) -> float:
+    "A number of seconds > 0, for argparse."
+    try: value = float(text)
+    except ValueError: value = float('nan')
+    if not value > 0: raise argparse.ArgumentTypeError(f'must be a number of seconds > 0, got {text!r}')
+    return value
+
+def _run_options(preset: bool, budget: bool = False) -> argparse.ArgumentParser:
+    "The options of every command that runs the pipeline, other than the field flags (`budget`: the frontier's)."
     parser = argparse.ArgumentParser(add_help=False)
     opts = parser.add_argument_group('run options')
     if preset: opts.add_argument('--preset', default='demo', choices=list(PRESETS), help='the preset to start from (default: demo)')
+    if budget: opts.add_argument('--budget', type=_seconds, metavar='SECONDS', help='skip each run that would not finish '
+                                 'within SECONDS of the call; the figure shows the others, a later call trains the rest')
     opts.add_argument('--config', metavar='FILE', help='a JSON RunConfig file; its fields override the preset')
     opts.add_argument('--force', action='store_true', help='start the run directory again if its config changed')
     opts.add_argument('--smoke', action='store_true', help='shrink the run to a few prompts and steps (config.smoke), '
@@ -109,7 +118,7 @@ def build_parser(preset: str = 'demo') -> argparse.ArgumentParser:
     for name, help in COMMANDS.items():
         shown = 'demo' if name == 'demo' else preset
         parser.commands[name] = sub.add_parser(
-            name, help=help, description=help, parents=[_run_options(preset=name != 'demo'), flags[shown]],
+            name, help=help, description=help, parents=[_run_options(name != 'demo', name == 'frontier'), flags[shown]],
             epilog=FIELDS_EPILOG.format(preset=shown), allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.commands['data'] = p = sub.add_parser('data', help='get IMDb from the hub into the folder that --data reads',
                        allow_abbrev=False, description='Download IMDb from the Hugging Face Hub and write it as '
@@ -364,7 +373,7 @@ def _run(args: argparse.Namespace, cfg: RunConfig, started: float) -> int:
         if args.command == 'sweep': run_sweep(cfg, force=args.force); return 0
         if args.command == 'frontier':
             from dpo_imdb.frontier import run_frontier
-            run_frontier(cfg, force=args.force); return 0
+            run_frontier(cfg, force=args.force, budget=args.budget); return 0
         stop = args.command if args.command in STAGE_COMMANDS else 'evaluate'
         run = run_pipeline(cfg, force=args.force, stop_after=stop)
     if not is_main(): return 0                                                  # once, not per process

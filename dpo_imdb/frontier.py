@@ -288,11 +288,15 @@ def _run_key(base_hash: str, run: FrontierRun, cfg: RunConfig, steps: int, n_pro
 
 def _log(message: str): print(f'dpo-imdb: frontier {message}', flush=True)
 
+def _saved(path: Path, key: str) -> dict | None:
+    "The result stored at `path`, if its key is `key`."
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    return saved if saved.get('key') == key else None
+
 def _cached(path: Path, key: str, name: str, compute) -> dict:
     "The result stored at `path` if its key is `key`; else `compute()`'s, timed and stored."
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved.get('key') == key: _log(f'{name}: finished earlier, reusing it'); return saved
+    saved = _saved(path, key)
+    if saved: _log(f'{name}: finished earlier, reusing it'); return saved
     _log(f'{name}: started'); t0 = time.time()
     points, history, extra = compute()
     result = {'key': key, 'name': name, 'seconds': round(time.time() - t0, 2), 'points': points, **extra}
@@ -304,12 +308,19 @@ def _cached(path: Path, key: str, name: str, compute) -> dict:
 # %% ../nbs/08a_frontier.ipynb #a7741efe
 def _kind(run: FrontierRun) -> str: return run.method if run.method in ('rloo', 'best_of_n') else 'offline'
 
+def _pace(run: FrontierRun, paced: dict) -> float | None:
+    "Seconds `run` should take: the mean of the runs of its kind timed so far, else of every run timed (None: none yet)."
+    timed = paced.get(_kind(run)) or [s for v in paced.values() for s in v]
+    return sum(timed) / len(timed) if timed else None
+
 def _eta(remaining: list[FrontierRun], paced: dict) -> str:
-    "The time the `remaining` runs take at the mean pace of the runs of their kind timed so far."
-    mean = {k: sum(v) / len(v) for k, v in paced.items()}
-    fallback = sum(sum(v) for v in paced.values()) / sum(len(v) for v in paced.values())
-    seconds = sum(mean.get(_kind(r), fallback) for r in remaining)
-    return f'about {seconds / 60:.0f} min left at the pace of the runs so far'
+    "The time the `remaining` runs take at the pace of the runs timed so far."
+    return f'about {sum(_pace(r, paced) for r in remaining) / 60:.0f} min left at the pace of the runs so far'
+
+def _fits(run: FrontierRun, left: float, paced: dict) -> bool:
+    "Whether `run` can finish in the `left` seconds of a budget, at the pace so far (unknown before any run is timed: yes)."
+    pace = _pace(run, paced)
+    return left > 0 and (pace is None or pace <= left)
 
 def _points(run: FrontierRun, result: dict) -> list[dict]:
     "The run's points with the fields that say which method, setting and run they belong to."
@@ -322,9 +333,10 @@ def _points(run: FrontierRun, result: dict) -> list[dict]:
                     'learning_rate': run.learning_rate, 'run': name, **p})
     return out
 
-def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True) -> list[dict]:
+def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True, budget: float | None = None) -> list[dict]:
     """Train and evaluate every method of `cfg.frontier_methods`; write RUN/frontier/ (points, figure, table, summary).
-    `progress`: the progress bars of the pipeline's stages, which the frontier runs first."""
+    `progress`: the progress bars of the pipeline's stages, which the frontier runs first. `budget`: seconds for the
+    call; a run that would not finish within it, at the pace of the runs timed so far, is skipped (`summary['skipped']`)."""
     runs = frontier_runs(cfg)                                             # a bad setting fails before any work
     if world_size() > 1:
         raise RunError(f"the frontier runs as one process (it was launched as {world_size()}): run the stages on several "
@@ -346,9 +358,13 @@ def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True) -> 
                         'reference', evaluate_reference)
     points = [{'method': 'reference', 'label': 'reference (SFT model)', 'setting': '-', 'learning_rate': None,
                'run': 'reference', **reference['points'][0]}]
-    timings, paced = {'reference': reference['seconds']}, {}
+    timings, paced, skipped = {'reference': reference['seconds']}, {}, []
     for i, r in enumerate(runs):
-        out_dir = root/'runs'/r.name
+        out_dir, key = root/'runs'/r.name, _run_key(run.hash, r, cfg, steps, n_eval)
+        if budget is not None and not _saved(out_dir/'result.json', key) and \
+                not _fits(r, budget - (time.time() - started), paced):
+            _log(f'{r.name}: skipped, it would not finish within the budget of {budget:.0f} s'); skipped.append(r.name)
+            continue
         def compute(r=r, out_dir=out_dir):
             if r.method == 'best_of_n': return best_of_n_points(cfg, models, eval_prompts, cfg.frontier_bon_n), None, {}
             train = train_rloo if r.method == 'rloo' else train_offline
@@ -356,7 +372,7 @@ def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True) -> 
             points, history, eval_seconds = train(r, cfg, models, data, eval_prompts, steps, out_dir, ref_samples())
             return points, history, {'steps': steps, 'eval_seconds': round(eval_seconds, 2)}
         t0 = time.time()
-        result = _cached(out_dir/'result.json', _run_key(run.hash, r, cfg, steps, n_eval), r.name, compute)
+        result = _cached(out_dir/'result.json', key, r.name, compute)
         points += _points(r, result)
         write_json(root/'points.json', points)                    # kept up to date: a call cut short leaves its points
         timings[r.name] = result['seconds']
@@ -365,22 +381,27 @@ def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True) -> 
     write_frontier(root, points, cfg, {
         'steps': steps, 'checkpoints': checkpoint_steps(steps, cfg.frontier_eval_every), 'eval_prompts': n_eval,
         'train_pairs': len(pairs['train']), 'train_prompts': len(prompts['train']), 'runs': len(runs) + 1,
+        'complete': not skipped, 'skipped': skipped,
         'seconds_per_run': timings, 'seconds_in_runs': round(sum(timings.values()), 1),
         'seconds': round(time.time() - started, 1), 'load_average_start': [round(x, 2) for x in load_start],
         'load_average_end': [round(x, 2) for x in os.getloadavg()], 'cpus': os.cpu_count(),
         'device': str(models.device), 'precision': str(models.dtype).replace('torch.', ''),
         'dpo_dominates': dominance(points), 'dpo_dominates_independent': dominance(points, key='independent_reward')})
     write_report(run)
-    _log(f"finished: {len(points)} points from {len(runs)} runs in {time.time() - started:.0f} s; see {root}/frontier.png")
+    done = f'{len(runs) - len(skipped)} of {len(runs)} runs' if skipped else f'{len(runs)} runs'
+    _log(f"finished: {len(points)} points from {done} in {time.time() - started:.0f} s; see {root}/frontier.png")
     return points
 
 # %% ../nbs/08a_frontier.ipynb #1289c6c7
 def write_frontier(root: Path, points: list[dict], cfg: RunConfig, summary: dict):
     "Write points.json, frontier.png, table.md and summary.json under `root`."
     write_json(root/'points.json', points)
-    plot_frontier(points, root/'frontier.png', title=f'{cfg.name}: {summary["steps"]} steps, {summary["eval_prompts"]} prompts')
+    cut = f' ({len(summary["skipped"])} runs not run)' if summary.get('skipped') else ''
+    plot_frontier(points, root/'frontier.png',
+                  title=f'{cfg.name}: {summary["steps"]} steps, {summary["eval_prompts"]} prompts{cut}')
+    skipped = f" Not run (the time budget): {', '.join(summary['skipped'])}." if summary.get('skipped') else ''
     tables = [f"Best reward within each KL budget (nats per sample), envelope over every run and checkpoint of a "
-              f"method and the reference; {summary['eval_prompts']} held-out prompts, pure sampling.", '',
+              f"method and the reference; {summary['eval_prompts']} held-out prompts, pure sampling.{skipped}", '',
               '**Training scorer**', '', markdown_table(frontier_table(points).reset_index(names='method'), '.3f'), '',
               '**Independent scorer**', '',
               markdown_table(frontier_table(points, key='independent_reward').reset_index(names='method'), '.3f')]

@@ -108,6 +108,11 @@ def test_building_the_parser_leaves_runconfig_alone():
 def test_a_bad_flag_is_one_line_and_exit_2(args, message):
     assert_one_line_error(dpo_imdb('run', *args), message)
 
+@pytest.mark.parametrize('budget', ['0', '-5', 'soon'])
+def test_a_bad_frontier_budget_is_one_line_and_exit_2(budget):
+    assert_one_line_error(dpo_imdb('frontier', '--budget', budget),
+                          f"argument --budget: must be a number of seconds > 0, got '{budget}'")
+
 def test_no_command_is_one_line_and_exit_2():
     assert_one_line_error(dpo_imdb(), 'the following arguments are required: command')
 
