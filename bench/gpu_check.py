@@ -455,8 +455,10 @@ def frontier(args) -> dict:
             from dpo_imdb.evaluation import plot_frontier
             points = json.loads((root/'points.json').read_text())
             shutil.copyfile(root/'points.json', partial)
-            if summary: shutil.copyfile(root/'table.md', args.out/'frontier_table_partial.md')
-            plot_frontier(points, args.out/'frontier_partial.png', title=f'{cfg.name}: the runs finished in time')
+            if summary:                                 # stopped by its budget: it drew the figure and table itself
+                shutil.copyfile(root/'table.md', args.out/'frontier_table_partial.md')
+                shutil.copyfile(root/'frontier.png', args.out/'frontier_partial.png')
+            else: plot_frontier(points, args.out/'frontier_partial.png', title=f'{cfg.name}: the runs finished in time')
             out['partial'] = {'points': len(points), 'methods': sorted({p['method'] for p in points}),
                               'dpo_dominates': dominance(points),
                               'dpo_dominates_independent': dominance(points, key='independent_reward')}
