@@ -407,8 +407,8 @@ def frontier(args) -> dict:
     """`dpo-imdb frontier` with the preset's config in a subprocess with its own budget: the points and the figure, or
     the runs that finished in time (it resumes: a second call continues where the first stopped)."""
     from dpo_imdb.config import save_config
-    from dpo_imdb.frontier import dominance
-    cfg = args.cfg
+    from dpo_imdb.frontier import dominance, frontier_runs
+    cfg, runs = args.cfg, frontier_runs(args.cfg)
     config_file = save_config(cfg, Path(cfg.out_dir).parent/'frontier_config.json')
     root = Path(cfg.out_dir)/'frontier'
     log_file, partial = Path(cfg.out_dir).parent/'frontier.log', args.out/'frontier_points_partial.json'
@@ -449,8 +449,9 @@ def frontier(args) -> dict:
         out.update(complete=True, summary=summary, stages_seconds=round(sum(stages), 1),
                    from_scratch_seconds=round(sum(stages) + summary['seconds_in_runs'], 1), dpo_dominates=dominance(points),
                    dpo_dominates_independent=dominance(points, key='independent_reward'))
-    else:
-        out.update(complete=False, skipped=summary.get('skipped'))  # skipped by its budget, or stopped from outside
+    else:                                               # runs skipped by its budget, or stopped from outside
+        out.update(complete=False, runs_skipped=summary.get('skipped'),
+                   incomplete=f"{sum(r.name in finished for r in runs)} of {len(runs)} runs finished in the time given")
         if (root/'points.json').exists():               # the points of the runs it finished (run_frontier keeps them)
             from dpo_imdb.evaluation import plot_frontier
             points = json.loads((root/'points.json').read_text())
@@ -499,7 +500,8 @@ def targets(results: dict) -> dict:
         elif s is None or 'skipped' in s or not s.get('ok'):
             row['status'] = f"pending: step {step!r} " + ('did not run' if s is None else 'was skipped' if 'skipped' in s
                                                            else 'failed')
-        elif row.get('measured') is None: row['status'] = f'pending: step {step!r} did not measure it'
+        elif row.get('measured') is None:
+            row['status'] = f'pending: step {step!r} did not measure it' + (f" ({s['incomplete']})" if 'incomplete' in s else '')
         else:
             value = row['measured']
             row['status'] = 'met' if (value >= target if op == '>=' else value <= target) else 'missed'

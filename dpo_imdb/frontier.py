@@ -240,7 +240,7 @@ def rloo_train(policy, reference, tokenizer, prompts, reward, kl_coef: float, st
 # %% ../nbs/08a_frontier.ipynb #935e3582
 def offline_config(run: FrontierRun, cfg: RunConfig, steps: int) -> tuple[RunConfig, dict]:
     "The `RunConfig` and `make_trainer` keywords of one offline run."
-    sub = replace(cfg, max_steps=steps, learning_rate=run.learning_rate, save_steps=steps + 1, wandb_mode='disabled',
+    sub = replace(cfg, max_steps=steps, learning_rate=run.learning_rate, wandb_mode='disabled',
                   loss_type='sigmoid', label_smoothing=0.0)
     kwargs = {}
     if run.method in ('dpo', 'ipo', 'hinge', 'cdpo'):
@@ -259,7 +259,8 @@ def train_offline(run: FrontierRun, cfg: RunConfig, models, pairs, prompts, step
     evals = CheckpointEval(policy, checkpoint_steps(steps, cfg.frontier_eval_every),
                            lambda p: evaluate_point(p, models, prompts, cfg, reference_samples))
     trainer = make_trainer(policy, models.tokenizer, pairs['train'], None, sub, out_dir, progress=False,
-                           callbacks=[evals], **kwargs)
+                           callbacks=[evals], checkpoints=False, **kwargs)   # a run cut short starts again: no 1.4 GB
+                                                                             # checkpoint (weights and Adam) per run
     trainer.train()
     return evals.points, trainer.state.log_history, evals.seconds
 

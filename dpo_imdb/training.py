@@ -210,8 +210,9 @@ NO_CHECKPOINTING = {('activation_checkpointing' if 'activation_checkpointing' in
                      else 'gradient_checkpointing'): False}
 
 def dpo_config(cfg: RunConfig, out_dir, has_eval: bool, recorded: bool, report_to: str = 'none',
-               progress: bool = True) -> DPOConfig:
-    "trl's `DPOConfig` for `cfg`: checkpoints under `out_dir/'checkpoints'`, reference log-probs precomputed iff `recorded`."
+               progress: bool = True, checkpoints: bool = True) -> DPOConfig:
+    """trl's `DPOConfig` for `cfg`: checkpoints under `out_dir/'checkpoints'` (none if not `checkpoints`), reference
+    log-probs precomputed iff `recorded`."""
     device = resolve_device(cfg.device)
     bf16 = compute_dtype(cfg.precision, device) == torch.bfloat16
     return DPOConfig(
@@ -227,7 +228,7 @@ def dpo_config(cfg: RunConfig, out_dir, has_eval: bool, recorded: bool, report_t
         logging_strategy='steps' if cfg.logging_steps else 'no', logging_steps=cfg.logging_steps or 1,
         logging_first_step=True, logging_nan_inf_filter=False,        # the filter reads the loss every step
         eval_strategy='steps' if has_eval else 'no', eval_steps=cfg.eval_steps, eval_on_start=has_eval,
-        save_strategy='steps', save_steps=cfg.save_steps, save_total_limit=2,
+        save_strategy='steps' if checkpoints else 'no', save_steps=cfg.save_steps, save_total_limit=2,
         dataloader_num_workers=0, disable_tqdm=not progress,
         ddp_find_unused_parameters=False)              # DDP: every GPT-2 weight gets a gradient, no need to search
 
@@ -258,8 +259,10 @@ def _check_triplets(ds: Dataset | None, name: str, cfg: RunConfig) -> Dataset | 
 
 def make_trainer(policy: PreTrainedModel, tokenizer, train_triplets: Dataset, eval_triplets: Dataset | None, cfg: RunConfig,
                  out_dir, ref_model: PreTrainedModel | None = None, report_to: str = 'none', callbacks: list | None = None,
-                 progress: bool = True, objective: str = 'dpo', alpha: float = 1.0) -> TripletDPOTrainer:
-    "A `TripletDPOTrainer` for `cfg` (see `train_dpo`) optimising `objective`; `alpha` weighs the unlikelihood term."
+                 progress: bool = True, objective: str = 'dpo', alpha: float = 1.0,
+                 checkpoints: bool = True) -> TripletDPOTrainer:
+    """A `TripletDPOTrainer` for `cfg` (see `train_dpo`) optimising `objective`; `alpha` weighs the unlikelihood term.
+    `checkpoints`: save them every `cfg.save_steps`, to resume an interrupted run from; False where nothing resumes."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if alpha < 0: raise ValueError(f"the unlikelihood weight alpha must be >= 0, got {alpha}")
@@ -272,7 +275,8 @@ def make_trainer(policy: PreTrainedModel, tokenizer, train_triplets: Dataset, ev
                          "'recorded' trains on the logged reference log-probs")
     train, evals = _check_triplets(train_triplets, 'train', cfg), _check_triplets(eval_triplets, 'eval', cfg)
     if not recorded and ref_model is None: ref_model = copy.deepcopy(policy).eval()   # frozen before any update
-    args = dpo_config(cfg, out_dir, has_eval=evals is not None, recorded=recorded, report_to=report_to, progress=progress)
+    args = dpo_config(cfg, out_dir, has_eval=evals is not None, recorded=recorded, report_to=report_to, progress=progress,
+                      checkpoints=checkpoints)
     trainer = TripletDPOTrainer(model=policy, ref_model=ref_model, args=args, train_dataset=train, eval_dataset=evals,
                                 processing_class=tokenizer, callbacks=callbacks)
     trainer.objective, trainer.unlikelihood_alpha = objective, float(alpha)

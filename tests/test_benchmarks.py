@@ -101,3 +101,33 @@ def test_benchmarks_tables_are_what_bench_tables_prints():
     assert len(blocks) == len(tables(BENCHMARKS.read_text()))
     stale = [b.splitlines()[2][:80] for b in blocks if b not in printed]
     assert stale == [], f'tables that differ from python bench/tables.py (paste its output): {stale}'
+
+def test_gpu_check_says_each_target_met_missed_or_pending(monkeypatch):
+    "bench/gpu_check.py's `targets`: met or missed only from a finished step of a GPU run; pending, and why, otherwise."
+    import os
+    monkeypatch.syspath_prepend(str(ROOT/'bench'))
+    environ = dict(os.environ)
+    try: import gpu_check                                  # which sets its own defaults for the hub and W&B
+    finally: os.environ.clear(); os.environ.update(environ)
+    steps = {'generation': {'ok': True, 'speedup_vs_hf_generate': 4.2, 'hf_static_compiled': {'compiled': True},
+                            'speedup_vs_hf_static_compiled': 1.2, 'at_scale': {'tokens_per_second': 350_000}},
+             'sft': {'skipped': '10 s left, needs about 60 s'}, 'training': {'ok': False, 'error': 'RuntimeError: x'},
+             'rloo': {'ok': True, 'ours': {'steps': 150, 'seconds': 19.5}},
+             'frontier': {'ok': True, 'complete': False, 'runs_skipped': ['ipo-beta0.5-lr5e-06'],
+                          'incomplete': '15 of 23 runs finished in the time given'}}
+    status = lambda mode, smoke=False: {name.split(' (')[0]: row['status'] for name, row in
+                                        gpu_check.targets({'mode': mode, 'smoke': smoke, 'steps': steps}).items()}
+    got = status('gpu')
+    assert got['generation: ours / HF generate, same rows'] == 'met'                          # 4.2 >= 4
+    assert got['generation: ours / HF generate with a static cache, compiled'] == 'missed'    # 1.2 < 1.5
+    assert got['generation: tokens/s at batch 1024 x 48 new tokens'] == 'met'
+    assert got['RLOO: 150 steps at batch 64'] == 'met'
+    assert got['SFT: tokens/s of the training loop'] == "pending: step 'sft' was skipped"
+    assert got['DPO training: ours / trl DPOTrainer, pairs/s'] == "pending: step 'training' failed"
+    assert got['the gpu preset end to end'] == "pending: step 'preset' did not run"
+    assert got['the frontier of the gpu preset, all 8 methods, from scratch'] == \
+        "pending: step 'frontier' did not measure it (15 of 23 runs finished in the time given)"
+    steps['frontier'] = {'ok': True, 'complete': True, 'from_scratch_seconds': 950.0}
+    assert status('gpu')['the frontier of the gpu preset, all 8 methods, from scratch'] == 'missed'   # 950 > 900
+    assert all(s == 'pending: a CPU or smoke dry run measures no GPU target' for s in [*status('cpu').values(),
+                                                                                       *status('gpu', smoke=True).values()])
