@@ -193,28 +193,40 @@ def sft(args) -> dict:
         out[name] = {'warmup_seconds': round(warm, 2), 'seconds': round(seconds, 3),
                      'tokens_per_second': round(tokens / seconds, 1)}
         del m
+    n = args.sft_profile_steps                # one call of n steps on 256 reviews, its setup included: kernel time,
+    m, few = copy.deepcopy(model), texts[:256]   # launches and syncs against the wall time
+    call = lambda: train_sft(m, tok, few, n, cfg.sft_lr, cfg.sft_batch_size, cfg.sft_max_length, dtype=dtype, progress=False)
+    out['profile_one_call'] = {'steps': n, **_profile(call, model.device.type == 'cuda')}
     return out
-def _profile(fn, cuda: bool) -> dict:
-    "One call of `fn` under torch.profiler: wall time, device kernel time, launches, host syncs, the top operations."
+def _profiler(cuda: bool):
     from torch.profiler import ProfilerActivity, profile
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    fn()                                                                       # warm: a new decoder captures its graph
-    _sync(); t0 = time.perf_counter()
-    with profile(activities=acts) as prof: fn(); _sync()
-    wall = time.perf_counter() - t0
+    return profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []))
+
+
+def _summary(prof, wall: float, cuda: bool, per: int = 1) -> dict:
+    "A profile's wall time, device kernel time, launches, host syncs and top operations, each divided by `per`."
     events = prof.key_averages()
-    count = lambda *names: sum(e.count for e in events if e.key in names)
-    out = {'wall_seconds': round(wall, 4), 'aten_ops': sum(e.count for e in events if e.key.startswith('aten::')),
+    count = lambda *names: round(sum(e.count for e in events if e.key in names) / per, 2)
+    out = {'wall_seconds': round(wall / per, 4), 'aten_ops': round(sum(e.count for e in events if e.key.startswith('aten::')) / per, 2),
            'host_reads': count('aten::_local_scalar_dense', 'aten::nonzero'), 'cat': count('aten::cat')}
     if cuda:
         dev = lambda e: getattr(e, 'self_device_time_total', getattr(e, 'self_cuda_time_total', 0))
-        out.update(kernel_seconds=round(sum(dev(e) for e in events if e.device_type.name == 'CUDA') / 1e6, 4),
+        out.update(kernel_seconds=round(sum(dev(e) for e in events if e.device_type.name == 'CUDA') / 1e6 / per, 4),
                    kernel_launches=count('cudaLaunchKernel', 'cuLaunchKernel', 'cudaLaunchKernelExC'),
                    graph_launches=count('cudaGraphLaunch'),
                    syncs=count('cudaStreamSynchronize', 'cudaDeviceSynchronize', 'cudaEventSynchronize'),
                    memcpy=count('cudaMemcpyAsync', 'cudaMemcpy'),
-                   top=[(e.key, round(dev(e) / 1e3, 2), e.count) for e in sorted(events, key=dev, reverse=True)[:8]])
+                   top=[(e.key, round(dev(e) / 1e3 / per, 2), round(e.count / per, 2))
+                        for e in sorted(events, key=dev, reverse=True)[:8]])
     return out
+
+
+def _profile(fn, cuda: bool) -> dict:
+    "One call of `fn` under torch.profiler: wall time, device kernel time, launches, host syncs, the top operations."
+    fn()                                                                       # warm: a new decoder captures its graph
+    _sync(); t0 = time.perf_counter()
+    with _profiler(cuda) as prof: fn(); _sync()
+    return _summary(prof, time.perf_counter() - t0, cuda)
 
 
 def generation(args) -> dict:
@@ -303,40 +315,43 @@ def training(args) -> dict:
     from dpo_imdb.training import dpo_config, make_trainer
     model, tok, dtype = _reference(args)
     pairs = load_from_disk(str(Path(args.cfg.out_dir)/'triplets'/'pairs'))['train']
-    steps, warmup, batch = args.train_steps, 2, args.cfg.train_batch_size
-    pairs = pairs.select(range(min(len(pairs), (steps + warmup) * batch)))
-    cfg = replace(args.cfg, max_steps=steps + warmup, logging_steps=10, save_steps=10**6, eval_steps=10**6, warmup_ratio=0.0)
-    marks = {}
-
-    class Clock:
-        "Times the optimizer steps after the warm-up ones."
-        def __init__(self, name): self.name = name
-        def __call__(self, step):
-            if step == warmup: _sync(); marks[self.name] = [time.perf_counter()]
-            if step == warmup + steps: _sync(); marks[self.name].append(time.perf_counter())
+    steps, warmup, batch, profiled = args.train_steps, 2, args.cfg.train_batch_size, 3
+    total = warmup + steps + profiled            # the profiled steps come after the timed ones (none of them logs)
+    pairs = pairs.select(range(min(len(pairs), total * batch)))
+    cfg = replace(args.cfg, max_steps=total, logging_steps=10, save_steps=10**6, eval_steps=10**6, warmup_ratio=0.0)
+    marks, profiles, cuda = {}, {}, model.device.type == 'cuda'
 
     from transformers import TrainerCallback
     from transformers.trainer_callback import PrinterCallback
     class Hook(TrainerCallback):
-        def __init__(self, clock): self.clock = clock
-        def on_step_end(self, args_, state, control, **kw): self.clock(state.global_step)
+        "Times the optimizer steps after the warm-up ones, then profiles `profiled` more: launches and syncs per step."
+        def __init__(self, name): self.name, self.prof = name, None
+        def on_step_begin(self, args_, state, control, **kw):
+            if state.global_step == warmup + steps:
+                _sync(); self.prof = _profiler(cuda); self.prof.__enter__(); self.t0 = time.perf_counter()
+        def on_step_end(self, args_, state, control, **kw):
+            if state.global_step == warmup: _sync(); marks[self.name] = [time.perf_counter()]
+            if state.global_step == warmup + steps: _sync(); marks[self.name].append(time.perf_counter())
+            if state.global_step == total and self.prof is not None:
+                _sync(); wall = time.perf_counter() - self.t0; self.prof.__exit__(None, None, None)
+                profiles[self.name] = _summary(self.prof, wall, cuda, per=profiled)
 
     out = {}
     with tempfile.TemporaryDirectory() as d:
-        ours = make_trainer(copy.deepcopy(model), tok, pairs, None, cfg, Path(d)/'ours', progress=False, callbacks=[Hook(Clock('ours'))])
+        ours = make_trainer(copy.deepcopy(model), tok, pairs, None, cfg, Path(d)/'ours', progress=False, callbacks=[Hook('ours')])
         ours.args.save_strategy = 'no'
         ours.train()
         loss_ours = next(r['loss'] for r in ours.state.log_history if 'loss' in r)
         del ours
         if torch.cuda.is_available(): torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
-        peer_args = DPOConfig(output_dir=str(Path(d)/'trl'), beta=cfg.beta, max_length=cfg.max_length, max_steps=steps + warmup,
+        peer_args = DPOConfig(output_dir=str(Path(d)/'trl'), beta=cfg.beta, max_length=cfg.max_length, max_steps=total,
                               per_device_train_batch_size=batch, learning_rate=cfg.learning_rate, warmup_steps=0,
                               bf16=dtype == torch.bfloat16, use_cpu=args.cpu, report_to='none', save_strategy='no',
                               logging_steps=10, logging_first_step=True, gradient_checkpointing=False,
                               disable_tqdm=True)
         text = pairs.select_columns(['prompt', 'chosen', 'rejected'])
         peer = DPOTrainer(model=copy.deepcopy(model), ref_model=copy.deepcopy(model), args=peer_args, train_dataset=text,
-                          processing_class=tok, callbacks=[Hook(Clock('trl'))])
+                          processing_class=tok, callbacks=[Hook('trl')])
         peer.remove_callback(PrinterCallback)              # no printed logs: the numbers are in the results
         peer.train()
         loss_trl = next(r['loss'] for r in peer.state.log_history if 'loss' in r)
@@ -347,7 +362,8 @@ def training(args) -> dict:
     out['speedup_vs_trl'] = round(out['trl']['seconds'] / out['ours']['seconds'], 2)
     out['step1_loss'] = {'ours': loss_ours, 'trl': loss_trl,
                          'note': "trl re-tokenizes the text (appends EOS), so its sequences differ slightly from ours"}
-    out.update(steps=steps, batch=batch, dtype=str(dtype), trl_peak_gpu_mb=peak_trl)
+    out.update(steps=steps, batch=batch, dtype=str(dtype), trl_peak_gpu_mb=peak_trl,
+               profile_per_step={'steps': profiled, **profiles})
     return out
 
 
@@ -432,7 +448,10 @@ def frontier(args) -> dict:
         finally:
             if proc.poll() is None: proc.kill(); proc.wait()
     log, code = log_file.read_text(), None if timed_out else proc.returncode
-    finished = {p.parent.name: json.loads(p.read_text()) for p in sorted((root/'runs').glob('*/result.json'))}
+    points_now = root/'points.json'             # rewritten as each run of this call ends, reused runs included
+    now = json.loads(points_now.read_text()) if points_now.exists() and points_now.stat().st_mtime >= t0 else []
+    in_call = {p['run'] for p in now} | {p['method'] for p in now}      # best_of_n's points are named per N
+    finished = {r.name: json.loads((root/'runs'/r.name/'result.json').read_text()) for r in runs if r.name in in_call}
     out = {'seconds': round(time.time() - t0, 1), 'timed_out': timed_out, 'returncode': code,
            'runs_finished': {name: {'seconds': r['seconds'], 'points': len(r['points'])} for name, r in finished.items()},
            'log_tail': '\n'.join(l for l in log.splitlines() if 'frontier' in l and ' see ' not in l)[-3000:]}   # no paths
@@ -451,7 +470,7 @@ def frontier(args) -> dict:
                    dpo_dominates_independent=dominance(points, key='independent_reward'))
     else:                                               # runs skipped by its budget, or stopped from outside
         out.update(complete=False, runs_skipped=summary.get('skipped'),
-                   incomplete=f"{sum(r.name in finished for r in runs)} of {len(runs)} runs finished in the time given")
+                   incomplete=f"{len(finished)} of {len(runs)} runs finished in the time given")
         if (root/'points.json').exists():               # the points of the runs it finished (run_frontier keeps them)
             from dpo_imdb.evaluation import plot_frontier
             points = json.loads((root/'points.json').read_text())
@@ -537,6 +556,7 @@ def main():
     args.gen_prompts, args.gen_batch, args.repeats, args.train_steps = (8, 8, 1, 2) if small else (512, 512, 3, 20)
     args.big_prompts, args.big_batch = (8, 16) if small else (1024, 1024)
     args.sft_steps, args.sft_warmup, args.sft_texts = (3, 1, 200) if small else (200, 20, 5000)
+    args.sft_profile_steps = 2 if small else 20
     args.rl_steps, args.rl_trl_steps = (2, 1) if small else (150, 10)
     args.check = Check(args.out/'gpu_check.json', args.budget)
     args.check.results.update(mode='cpu' if args.cpu else 'gpu', smoke=args.smoke, steps_chosen=sorted(chosen),

@@ -3,7 +3,7 @@
     python bench/tables.py              # every table, in the order BENCHMARKS.md shows them
     python bench/tables.py generation   # one of: machine, summary, generation, fastpaths, scoring, training, training_rss, e2e,
                                         # scale, processes, gpu_h200, gpu_h200_preset, gpu_h200_frontier, gpu_targets,
-                                        # setup_cpu, host_work
+                                        # setup_cpu, host_work, host_reads
 
 The JSON files are what the bench/ scripts wrote to bench/results/ (git-ignored), copied to bench/measured/ and
 committed. Each table is printed under the `Source:` line that BENCHMARKS.md keeps above it; tests/test_benchmarks.py
@@ -220,10 +220,27 @@ def host_work() -> str:
                           f"{f(dpo['ms_per_batch']['trl'])}: trl's `DataCollatorForPreference`",
                           f"{f(dpo['ms_per_batch']['ours'])}: `PackedPreferenceCollator`", f"**{f(dpo['trl_over_ours'])}x**")])
 
+def _by_file(files: dict) -> str:
+    "Reads by file: '`dpo_trainer.py` 17, `masking_utils.py` 4'."
+    return ', '.join(f'`{name}` {n:g}' for name, n in files.items()) or '-'
+
+def host_reads() -> str:
+    "Host reads per training step, ours and trl's, counted on a CPU (bench_host_reads.py)."
+    r = load('host_reads')
+    first, last = r['counted_steps']
+    lines = [source('host_reads'), '', head(f'per step (steps {first} to {last})', 'host reads', 'where (file: reads)')]
+    for key, label in (('dpo_ours', 'DPO: ours (`make_trainer`, recorded reference log-probs)'),
+                       ('dpo_trl', "DPO: trl's `DPOTrainer` (reference model)"), ('sft', 'SFT (`train_sft`)')):
+        lines.append(row(label, f"**{r[key]['reads_per_step']:g}**", _by_file(r[key]['files_per_step'])))
+    tf = r['teacher_forced_batch']
+    lines.append(row(f"a teacher-forced batch of {tf['rows']} (`completion_logps`)", f"**{tf['reads_per_step']:g}**",
+                     _by_file(tf['files_per_step'])))
+    return '\n'.join(lines)
+
 TABLES = {'machine': machine, 'summary': summary, 'generation': generation, 'fastpaths': fastpaths, 'scoring': scoring,
           'training': training, 'training_rss': training_rss, 'e2e': e2e, 'scale': scale, 'processes': processes,
           'gpu_h200': gpu_h200, 'gpu_h200_preset': gpu_h200_preset, 'gpu_h200_frontier': gpu_h200_frontier,
-          'gpu_targets': gpu_targets, 'setup_cpu': setup_cpu, 'host_work': host_work}
+          'gpu_targets': gpu_targets, 'setup_cpu': setup_cpu, 'host_work': host_work, 'host_reads': host_reads}
 
 if __name__ == '__main__':
     for name in sys.argv[1:] or TABLES: print(f'<!-- {name} -->\n{TABLES[name]()}\n')

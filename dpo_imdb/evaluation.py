@@ -17,7 +17,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 from .generation import SamplingConfig, filter_logits, generate_completions
 from .loss import pack_completions
-from .models import autocast
+from .models import autocast, causal_mask
 
 # %% ../nbs/07_evaluation.ipynb #c5b1b935
 @torch.no_grad()
@@ -31,7 +31,8 @@ def kl_to_reference(policy, reference, prompt_ids: list[list[int]], completion_i
         labels, mask = ids[:, 1:, None], mask[:, 1:].bool()                          # position t predicts token t+1
         raw, sampled = {}, {}
         for name, model in (('policy', policy), ('reference', reference)):
-            with autocast(device, dtype): logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+            with autocast(device, dtype):
+                logits = model(input_ids=ids, attention_mask=causal_mask(attn, model)).logits[:, :-1].float()
             raw[name] = logits.log_softmax(-1).gather(-1, labels)[..., 0]              # (b, T-1) log pi(y_t)
             sampled[name] = filter_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p).log_softmax(-1)
         lp, lq = sampled['policy'], sampled['reference']                               # (b, T-1, V) log q

@@ -9,7 +9,7 @@ __all__ = ['METHODS', 'LABELS', 'SETTINGS', 'TRAINED', 'RL_SEED_OFFSET', 'check_
            'train_offline', 'train_rloo', 'run_frontier', 'write_frontier', 'envelope_at', 'dominance']
 
 # %% ../nbs/08a_frontier.ipynb #38e4ab5b
-import copy, functools, hashlib, json, math, os, time
+import contextlib, copy, functools, hashlib, json, math, os, time
 from dataclasses import dataclass, replace
 from pathlib import Path
 import numpy as np
@@ -21,7 +21,7 @@ from .distributed import world_size
 from .generation import (SamplingConfig, completion_columns, generate_completions, sample_completions,
                                  sampling_from_config)
 from .loss import completion_logps, pack_completions, sequence_logps
-from .models import autocast
+from .models import autocast, causal_mask
 from .scoring import score_texts
 from .evaluation import distinct_n, evaluate_policy, frontier_table, markdown_table, pareto_front, plot_frontier
 from .training import make_trainer
@@ -226,7 +226,7 @@ def rloo_train(policy, reference, tokenizer, prompts, reward, kl_coef: float, st
             kl = old - ref                                                              # (B,) summed log-ratios
             advantages = rloo_advantages(score - kl_coef * kl, k)
             ids, attn, mask = (t.to(device) for t in pack_completions(p_ids, c_ids, tokenizer.pad_token_id or 0))
-            with autocast(device, dtype): logits = policy(input_ids=ids, attention_mask=attn).logits
+            with autocast(device, dtype): logits = policy(input_ids=ids, attention_mask=causal_mask(attn, policy)).logits
             loss = rloo_loss(sequence_logps(logits, ids, mask), old, advantages)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), max_grad_norm)
@@ -262,6 +262,7 @@ def train_offline(run: FrontierRun, cfg: RunConfig, models, pairs, prompts, step
                            callbacks=[evals], checkpoints=False, **kwargs)   # a run cut short starts again: no 1.4 GB
                                                                              # checkpoint (weights and Adam) per run
     trainer.train()
+    with contextlib.suppress(OSError): (Path(out_dir)/'checkpoints').rmdir()   # made by the Trainer, left empty
     return evals.points, trainer.state.log_history, evals.seconds
 
 def train_rloo(run: FrontierRun, cfg: RunConfig, models, train_prompts, prompts, steps: int, out_dir,

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from .config import LOSS_TYPES
-from .models import autocast
+from .models import autocast, causal_mask
 
 # %% ../nbs/05_loss.ipynb #4157c945
 def sequence_logps(logits: Tensor, labels: Tensor, completion_mask: Tensor) -> Tensor:
@@ -49,7 +49,7 @@ def completion_logps(model, prompt_ids: list[list[int]], completion_ids: list[li
     for i in range(0, len(prompt_ids), batch_size):
         batch = pack_completions(prompt_ids[i:i + batch_size], completion_ids[i:i + batch_size])
         ids, attn, mask = (t.to(device) for t in batch)                 # (b, T) each
-        with autocast(device, dtype): logits = model(input_ids=ids, attention_mask=attn).logits     # (b, T, V)
+        with autocast(device, dtype): logits = model(input_ids=ids, attention_mask=causal_mask(attn, model)).logits
         out.append(sequence_logps(logits, ids, mask).float().cpu())
     model.train(was_training)
     return torch.cat(out)

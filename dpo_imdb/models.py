@@ -4,14 +4,15 @@
 
 # %% auto #0
 __all__ = ['TINY_CONFIGS', 'WEIGHT_FILES', 'SFT_BETAS', 'SFT_WEIGHT_DECAY', 'SFT_MAX_GRAD_NORM', 'SFT_WARMUP', 'SFT_LR_FLOOR',
-           'resolve_device', 'compute_dtype', 'autocast', 'rounding_tol', 'forward_tol', 'model_vocab_size',
-           'check_vocab', 'context_size', 'load_policy', 'train_sft']
+           'resolve_device', 'compute_dtype', 'autocast', 'rounding_tol', 'forward_tol', 'HostReads', 'causal_mask',
+           'model_vocab_size', 'check_vocab', 'context_size', 'load_policy', 'train_sft']
 
 # %% ../nbs/01a_models.ipynb #cb6c9d9f
-import contextlib, itertools, math
+import collections, contextlib, itertools, math, sys, traceback
 from pathlib import Path
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
@@ -54,6 +55,44 @@ def forward_tol(model: PreTrainedModel, n_outputs: int = 1, dtype: torch.dtype =
     out = model(**inputs, output_hidden_states=True)
     largest = max(t.float().abs().max().item() for t in (*out.hidden_states, out.logits))   # the size of every term
     return rounding_tol(n_outputs * (model.config.num_hidden_layers + 1) * model.config.hidden_size, largest, dtype)
+
+# %% ../nbs/01a_models.ipynb #a7ca0e71
+_READ_OPS = ('_local_scalar_dense', 'nonzero', 'masked_select')    # .item() and bool(t); the size of a masked result
+
+def _call_site() -> str:
+    "`file:line` of the innermost caller of the operation being dispatched, outside torch itself."
+    frames = [f for f in traceback.extract_stack(sys._getframe(2)) if 'torch' not in Path(f.filename).parts]
+    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else '?'
+
+def _in_optimizer() -> bool:
+    "Whether torch.optim is running: it keeps its step counts on the host (unless fused or capturable) and reads those."
+    return any({'torch', 'optim'} <= set(Path(f.filename).parts) for f in traceback.extract_stack())
+
+class HostReads(TorchDispatchMode):
+    """Counts the operations inside a `with` block that read a device value back to the host (on a GPU each waits for
+    every kernel queued before it): `count`, and `sites` as `{'file.py:line': n}`. torch.optim's reads of its step
+    counts are left out: it keeps them on the host."""
+    def __init__(self):
+        super().__init__()
+        self.sites = collections.Counter()
+
+    @property
+    def count(self) -> int: return sum(self.sites.values())
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        boolean_index = name == 'index' and any(i is not None and i.dtype == torch.bool for i in args[1])
+        if (name in _READ_OPS or boolean_index) and not _in_optimizer(): self.sites[_call_site()] += 1
+        return func(*args, **(kwargs or {}))
+
+# %% ../nbs/01a_models.ipynb #95cc6b99
+def causal_mask(attention_mask: torch.Tensor, model: PreTrainedModel) -> torch.Tensor:
+    """The mask of right-padded rows `attention_mask` `(B, T)` as `model`'s attention uses it, made without a host read:
+    under SDPA, the 4-D boolean `(B, 1, T, T)` transformers builds from it; under other attention, `attention_mask`."""
+    if getattr(getattr(model, 'config', None), '_attn_implementation', None) != 'sdpa': return attention_mask
+    T = attention_mask.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=attention_mask.device).tril()     # (T, T): keys up to the query
+    return attention_mask.bool()[:, None, None, :] & causal                              # (B, 1, T, T)
 
 # %% ../nbs/01a_models.ipynb #1efe138e
 TINY_CONFIGS = {'tiny-gpt2': dict(n_layer=4, n_head=4, n_embd=128, n_positions=256,
@@ -126,8 +165,8 @@ def _review_stream(tokenizer, texts: list[str], max_length: int) -> tuple[torch.
     lengths = np.fromiter((len(x) + 1 for x in ids), dtype=np.int64, count=len(ids))        # each review + EOS
     stream = torch.from_numpy(np.fromiter(itertools.chain.from_iterable(x + [eos] for x in ids), dtype=np.int64,
                                           count=int(lengths.sum())))                  # 3x faster than a list
-    starts = torch.from_numpy(np.cumsum(lengths) - lengths)
-    starts = starts[starts + max_length <= len(stream)]
+    starts = np.cumsum(lengths) - lengths
+    starts = torch.from_numpy(starts[starts + max_length <= len(stream)])
     if len(starts) == 0:
         raise ValueError(f"train_sft: the {len(ids)} texts have {len(stream)} tokens in all, "
                          f"fewer than max_length={max_length}")

@@ -22,7 +22,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
-from .models import compute_dtype, resolve_device
+from .models import causal_mask, compute_dtype, resolve_device
 from .config import RunConfig
 from .loss import dpo_loss, pack_completions, sequence_logps, unlikelihood_loss
 from .distributed import is_main, per_device_batch
@@ -39,7 +39,7 @@ def dpo_batch(triplets: Dataset, pad_id: int) -> dict:
 def plain_dpo_step(policy: PreTrainedModel, optimizer, batch: dict, beta: float, max_grad_norm: float = 1.0) -> dict:
     "One DPO update of `policy` on `batch` (`dpo_batch`); the step's loss and trl's metrics."
     batch = {k: v.to(policy.device) for k, v in batch.items()}
-    logits = policy(input_ids=batch['input_ids'], attention_mask=batch['attention_mask']).logits     # (2B, T, V)
+    logits = policy(input_ids=batch['input_ids'], attention_mask=causal_mask(batch['attention_mask'], policy)).logits
     chosen_logps, rejected_logps = sequence_logps(logits, batch['input_ids'], batch['completion_mask']).chunk(2)
     losses, metrics = dpo_loss(chosen_logps, rejected_logps, batch['ref_chosen_logps'], batch['ref_rejected_logps'], beta)
     optimizer.zero_grad()
@@ -103,8 +103,8 @@ def _log_forward_metrics(trainer, mode: str, outputs, inputs: dict, shift_mask, 
     _later(trainer, mode, 'num_tokens', None, total(inputs['attention_mask'].sum()))
     (w_logits, l_logits), (w_mask, l_mask) = outputs.mean_logits[:, -seq_len:].chunk(2), shift_mask.bool().chunk(2)
     n_w, n_l = total(w_mask.sum()), total(l_mask.sum())
-    _later(trainer, mode, 'logits/chosen', ratio, total(w_logits[w_mask].sum()), n_w)
-    _later(trainer, mode, 'logits/rejected', ratio, total(l_logits[l_mask].sum()), n_l)
+    _later(trainer, mode, 'logits/chosen', ratio, total(torch.where(w_mask, w_logits, 0).sum()), n_w)   # not w_logits[w_mask]:
+    _later(trainer, mode, 'logits/rejected', ratio, total(torch.where(l_mask, l_logits, 0).sum()), n_l)  # its size is a read
     top1 = outputs.is_top1[:, -seq_len:].chunk(2)[0] & w_mask
     _later(trainer, mode, 'mean_token_accuracy', ratio, total(top1.sum()), n_w)
 
@@ -174,7 +174,7 @@ class TripletDPOTrainer(DPOTrainer):
                              "f_divergence_type, use_weighting, MoE aux loss and mixed loss types are not supported")
         mode = 'train' if self.model.training else 'eval'
         model_kwargs = {k: v for k, v in inputs.items() if k not in ('completion_mask', *REF_COLUMNS)}
-        model_kwargs['use_cache'] = False
+        model_kwargs.update(attention_mask=causal_mask(inputs['attention_mask'], self.model), use_cache=False)
         completion_mask = inputs['completion_mask']                                  # (2B, T)
         labels = inputs['input_ids'].masked_fill(completion_mask == 0, -100)
         outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)

@@ -1,0 +1,117 @@
+"""Host reads per training step: the operations that read a device value back to the host, ours against trl's.
+
+On a GPU each such read (`.item()`, `bool(t)`, indexing by a boolean mask) waits for every kernel queued before it,
+so the host stops running ahead of the device. They go through the same operators on a CPU, where they cost nothing,
+and `dpo_imdb.models.HostReads` counts them there, with where each was called from (torch.optim's reads of its own
+step counts, which it keeps on the host, are left out).
+
+- DPO, ours: a step of `make_trainer` (the `train_dpo` path: recorded reference log-probs, `PackedPreferenceCollator`).
+- DPO, trl: a step of trl's `DPOTrainer` with a reference model, `gradient_checkpointing=False` (the peer `gpu_check`
+  times), on the same pairs as text.
+- SFT: a step of `train_sft`.
+- A teacher-forced batch: `completion_logps` on 16 completions (the reference's pass of an RLOO step, the KL of 07).
+
+Each DPO side counts its steps 3 to `2 + --steps` from each step's start to its end (forward, backward, update; the
+logging, every 10 steps, comes after a step ends and is not in any counted step). Real IMDb text as the pairs
+(prompt: a review's first 6 words; chosen and rejected: the next 30 words of two reviews); a GPT-2 of 2 layers and
+width 64 with GPT-2's tokenizer (reads do not depend on the width or the depth: every layer runs the same code).
+The counts are properties of the code, not timings: the same on any CPU.
+"""
+import copy, tempfile
+from _common import *
+
+
+def count_steps(trainer, first: int, last: int) -> list[dict]:
+    "Train; the host reads of each optimizer step `first`..`last` (1-based), as {call site: count}."
+    from transformers import TrainerCallback
+    from dpo_imdb.models import HostReads
+    counted = []
+    class Count(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.reads = HostReads() if first <= state.global_step + 1 <= last else None
+            if self.reads is not None: self.reads.__enter__()
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.reads is not None: self.reads.__exit__(None, None, None); counted.append(dict(self.reads.sites))
+    trainer.add_callback(Count())
+    trainer.train()
+    return counted
+
+
+def per_step(counted: list[dict]) -> dict:
+    "Reads per step (mean), and per step by call site and by file."
+    sites, files = {}, {}
+    for c in counted:
+        for site, n in c.items():
+            sites[site] = sites.get(site, 0) + n
+            files[site.split(':')[0]] = files.get(site.split(':')[0], 0) + n
+    mean = lambda d: {k: round(n / len(counted), 2) for k, n in sorted(d.items(), key=lambda kv: -kv[1])}
+    return {'steps': len(counted), 'reads_per_step': round(sum(sites.values()) / len(counted), 2),
+            'sites_per_step': mean(sites), 'files_per_step': mean(files)}
+
+
+def main():
+    p = parser(__doc__.splitlines()[0])
+    p.set_defaults(threads=1)
+    p.add_argument('--steps', type=int, default=5, help='steps counted on each side')
+    p.add_argument('--pairs', type=int, default=16, help='pairs per DPO batch')
+    args = p.parse_args()
+    need_shared()
+    set_threads(args.threads)
+    import torch
+    from datasets import Dataset
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.trainer_callback import PrinterCallback
+    from trl import DPOConfig, DPOTrainer
+    from dpo_imdb.config import from_preset
+    from dpo_imdb.data import load_tokenizer
+    from dpo_imdb.loss import completion_logps
+    from dpo_imdb.models import HostReads, train_sft
+    from dpo_imdb.training import make_trainer
+    info = machine()
+    steps = 2 if args.quick else args.steps
+    first, last = 3, 2 + steps
+    banner('host reads per training step', info, steps=steps, pairs=args.pairs)
+    tok = load_tokenizer(str(GPT2_SHAPE))
+    texts = imdb_reviews('train').select(range(2 * args.pairs * last))['text'][:]
+    rows = [{'prompt': ' '.join(a.split()[:6]), 'chosen': ' ' + ' '.join(a.split()[6:36]),
+             'rejected': ' ' + ' '.join(b.split()[6:36])} for a, b in zip(texts[::2], texts[1::2])]
+    text = Dataset.from_list(rows)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=len(tok), n_positions=128,
+                                       bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+                                       pad_token_id=tok.pad_token_id))
+    cfg = from_preset('gpu', device='cpu', precision='fp32', max_steps=last, logging_steps=10, save_steps=10**6,
+                      eval_steps=10**6, warmup_ratio=0.0, train_batch_size=args.pairs, grad_accum_steps=1)
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        trl_args = dict(output_dir=str(Path(d)/'trl'), beta=cfg.beta, max_length=cfg.max_length, max_steps=last,
+                        per_device_train_batch_size=args.pairs, learning_rate=cfg.learning_rate, warmup_steps=0,
+                        use_cpu=True, bf16=False, report_to='none', save_strategy='no', logging_steps=10,
+                        logging_first_step=True, gradient_checkpointing=False, disable_tqdm=True)
+        # ours trains on trl's own token ids (EOS appended) with recorded reference log-probs
+        ids = DPOTrainer._prepare_dataset(type('Tokenized', (), {'_tokenizer': tok})(), text, tok, DPOConfig(**trl_args),
+                                          'train')
+        ref = {side: completion_logps(model, ids['prompt_ids'], ids[f'{side}_ids']).tolist() for side in ('chosen', 'rejected')}
+        ids = ids.add_column('ref_chosen_logps', ref['chosen']).add_column('ref_rejected_logps', ref['rejected'])
+        ours = make_trainer(copy.deepcopy(model), tok, ids, None, cfg, Path(d)/'ours', progress=False, checkpoints=False)
+        out['dpo_ours'] = per_step(count_steps(ours, first, last))
+        peer = DPOTrainer(model=copy.deepcopy(model), ref_model=copy.deepcopy(model), args=DPOConfig(**trl_args),
+                          train_dataset=text, processing_class=tok)
+        peer.remove_callback(PrinterCallback)
+        out['dpo_trl'] = per_step(count_steps(peer, first, last))
+    with HostReads() as reads:                                  # a whole call, its setup included, over its steps
+        train_sft(copy.deepcopy(model), tok, texts, steps, 1e-3, 8, 64, progress=False)
+    out['sft'] = per_step([{k: n / steps for k, n in reads.sites.items()}] * steps)
+    with HostReads() as reads:
+        completion_logps(model, ids['prompt_ids'][:16], ids['chosen_ids'][:16], batch_size=16)
+    out['teacher_forced_batch'] = {'rows': 16, **per_step([dict(reads.sites)])}
+    print(table(['per step', 'DPO: ours', "DPO: trl's DPOTrainer", 'SFT', 'a teacher-forced batch'],
+                [['host reads', out['dpo_ours']['reads_per_step'], out['dpo_trl']['reads_per_step'],
+                  out['sft']['reads_per_step'], out['teacher_forced_batch']['reads_per_step']]]))
+    for name in ('dpo_ours', 'dpo_trl', 'sft'):
+        print(f"{name}: " + ', '.join(f'{s} x{n}' for s, n in out[name]['sites_per_step'].items()))
+    write_result('host_reads', {'machine': info, 'args': vars(args), 'counted_steps': [first, last], **out}, args.out)
+
+
+if __name__ == '__main__':
+    main()
