@@ -222,11 +222,15 @@ def _summary(prof, wall: float, cuda: bool, per: int = 1) -> dict:
 
 
 def _profile(fn, cuda: bool) -> dict:
-    "One call of `fn` under torch.profiler: wall time, device kernel time, launches, host syncs, the top operations."
+    """One call of `fn` under torch.profiler: wall time, device kernel time, launches, host syncs, the top operations.
+    A profiler that fails (no CUPTI, say) gives `{'error': ...}`: the step's measurements stand without it."""
     fn()                                                                       # warm: a new decoder captures its graph
-    _sync(); t0 = time.perf_counter()
-    with _profiler(cuda) as prof: fn(); _sync()
-    return _summary(prof, time.perf_counter() - t0, cuda)
+    try:
+        _sync(); t0 = time.perf_counter()
+        with _profiler(cuda) as prof: fn(); _sync()
+        return _summary(prof, time.perf_counter() - t0, cuda)
+    except Exception as e:
+        traceback.print_exc(); return {'error': f'{type(e).__name__}: {e}'[:500]}
 
 
 def generation(args) -> dict:
@@ -328,13 +332,16 @@ def training(args) -> dict:
         def __init__(self, name): self.name, self.prof = name, None
         def on_step_begin(self, args_, state, control, **kw):
             if state.global_step == warmup + steps:
-                _sync(); self.prof = _profiler(cuda); self.prof.__enter__(); self.t0 = time.perf_counter()
+                try: _sync(); self.prof = _profiler(cuda); self.prof.__enter__(); self.t0 = time.perf_counter()
+                except Exception as e: self.prof, profiles[self.name] = None, {'error': f'{type(e).__name__}: {e}'[:500]}
         def on_step_end(self, args_, state, control, **kw):
             if state.global_step == warmup: _sync(); marks[self.name] = [time.perf_counter()]
             if state.global_step == warmup + steps: _sync(); marks[self.name].append(time.perf_counter())
             if state.global_step == total and self.prof is not None:
-                _sync(); wall = time.perf_counter() - self.t0; self.prof.__exit__(None, None, None)
-                profiles[self.name] = _summary(self.prof, wall, cuda, per=profiled)
+                try:
+                    _sync(); wall = time.perf_counter() - self.t0; self.prof.__exit__(None, None, None)
+                    profiles[self.name] = _summary(self.prof, wall, cuda, per=profiled)
+                except Exception as e: profiles[self.name] = {'error': f'{type(e).__name__}: {e}'[:500]}
 
     out = {}
     with tempfile.TemporaryDirectory() as d:
