@@ -22,30 +22,23 @@ from _common import *
 
 
 def count_steps(trainer, first: int, last: int) -> list[dict]:
-    "Train; the host reads of each optimizer step `first`..`last` (1-based), as {call site: count}."
-    from transformers import TrainerCallback
-    from dpo_imdb.models import HostReads
-    counted = []
-    class Count(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.reads = HostReads() if first <= state.global_step + 1 <= last else None
-            if self.reads is not None: self.reads.__enter__()
-        def on_step_end(self, args, state, control, **kwargs):
-            if self.reads is not None: self.reads.__exit__(None, None, None); counted.append(dict(self.reads.sites))
-    trainer.add_callback(Count())
+    "Train; the host reads of each optimizer step `first`..`last` (from 1), as {call site: count}."
+    from dpo_imdb.training import StepHostReads
+    counter = StepHostReads(range(first, last + 1))
+    trainer.add_callback(counter)
     trainer.train()
-    return counted
+    return counter.reads
 
 
-def per_step(counted: list[dict]) -> dict:
-    "Reads per step (mean), and per step by call site and by file."
-    sites, files = {}, {}
+def per_step(counted: list[dict], steps: int | None = None) -> dict:
+    "Reads per step over `steps` (default: one dict of `counted` per step), in all, by call site and by file."
+    sites, files, steps = {}, {}, steps or len(counted)
     for c in counted:
         for site, n in c.items():
-            sites[site] = sites.get(site, 0) + n
-            files[site.split(':')[0]] = files.get(site.split(':')[0], 0) + n
-    mean = lambda d: {k: round(n / len(counted), 2) for k, n in sorted(d.items(), key=lambda kv: -kv[1])}
-    return {'steps': len(counted), 'reads_per_step': round(sum(sites.values()) / len(counted), 2),
+            file = site.split(':')[0]
+            sites[site], files[file] = sites.get(site, 0) + n, files.get(file, 0) + n
+    mean = lambda d: {k: round(n / steps, 2) for k, n in sorted(d.items(), key=lambda kv: -kv[1])}
+    return {'steps': steps, 'reads_per_step': round(sum(sites.values()) / steps, 2),
             'sites_per_step': mean(sites), 'files_per_step': mean(files)}
 
 
@@ -101,7 +94,7 @@ def main():
         out['dpo_trl'] = per_step(count_steps(peer, first, last))
     with HostReads() as reads:                                  # a whole call, its setup included, over its steps
         train_sft(copy.deepcopy(model), tok, texts, steps, 1e-3, 8, 64, progress=False)
-    out['sft'] = per_step([{k: n / steps for k, n in reads.sites.items()}] * steps)
+    out['sft'] = per_step([reads.sites], steps)
     with HostReads() as reads:
         completion_logps(model, ids['prompt_ids'][:16], ids['chosen_ids'][:16], batch_size=16)
     out['teacher_forced_batch'] = {'rows': 16, **per_step([dict(reads.sites)])}

@@ -198,6 +198,11 @@ def sft(args) -> dict:
     call = lambda: train_sft(m, tok, few, n, cfg.sft_lr, cfg.sft_batch_size, cfg.sft_max_length, dtype=dtype, progress=False)
     out['profile_one_call'] = {'steps': n, **_profile(call, model.device.type == 'cuda')}
     return out
+def _error(e: Exception) -> dict:
+    "A failed profile's record, in place of its numbers."
+    return {'error': f'{type(e).__name__}: {e}'[:500]}
+
+
 def _profiler(cuda: bool):
     from torch.profiler import ProfilerActivity, profile
     return profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []))
@@ -230,7 +235,7 @@ def _profile(fn, cuda: bool) -> dict:
         with _profiler(cuda) as prof: fn(); _sync()
         return _summary(prof, time.perf_counter() - t0, cuda)
     except Exception as e:
-        traceback.print_exc(); return {'error': f'{type(e).__name__}: {e}'[:500]}
+        traceback.print_exc(); return _error(e)
 
 
 def generation(args) -> dict:
@@ -333,7 +338,7 @@ def training(args) -> dict:
         def on_step_begin(self, args_, state, control, **kw):
             if state.global_step == warmup + steps:
                 try: _sync(); self.prof = _profiler(cuda); self.prof.__enter__(); self.t0 = time.perf_counter()
-                except Exception as e: self.prof, profiles[self.name] = None, {'error': f'{type(e).__name__}: {e}'[:500]}
+                except Exception as e: self.prof, profiles[self.name] = None, _error(e)
         def on_step_end(self, args_, state, control, **kw):
             if state.global_step == warmup: _sync(); marks[self.name] = [time.perf_counter()]
             if state.global_step == warmup + steps: _sync(); marks[self.name].append(time.perf_counter())
@@ -341,7 +346,7 @@ def training(args) -> dict:
                 try:
                     _sync(); wall = time.perf_counter() - self.t0; self.prof.__exit__(None, None, None)
                     profiles[self.name] = _summary(self.prof, wall, cuda, per=profiled)
-                except Exception as e: profiles[self.name] = {'error': f'{type(e).__name__}: {e}'[:500]}
+                except Exception as e: profiles[self.name] = _error(e)
 
     out = {}
     with tempfile.TemporaryDirectory() as d:

@@ -8,7 +8,7 @@ __all__ = ['TINY_CONFIGS', 'WEIGHT_FILES', 'SFT_BETAS', 'SFT_WEIGHT_DECAY', 'SFT
            'model_vocab_size', 'check_vocab', 'context_size', 'load_policy', 'train_sft']
 
 # %% ../nbs/01a_models.ipynb #cb6c9d9f
-import collections, contextlib, itertools, math, sys, traceback
+import collections, contextlib, itertools, math, sys
 from pathlib import Path
 import numpy as np
 import torch
@@ -59,14 +59,16 @@ def forward_tol(model: PreTrainedModel, n_outputs: int = 1, dtype: torch.dtype =
 # %% ../nbs/01a_models.ipynb #a7ca0e71
 _READ_OPS = ('_local_scalar_dense', 'nonzero', 'masked_select')    # .item() and bool(t); the size of a masked result
 
-def _call_site() -> str:
-    "`file:line` of the innermost caller of the operation being dispatched, outside torch itself."
-    frames = [f for f in traceback.extract_stack(sys._getframe(2)) if 'torch' not in Path(f.filename).parts]
-    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else '?'
-
-def _in_optimizer() -> bool:
-    "Whether torch.optim is running: it keeps its step counts on the host (unless fused or capturable) and reads those."
-    return any({'torch', 'optim'} <= set(Path(f.filename).parts) for f in traceback.extract_stack())
+def _read_site() -> str | None:
+    """`file:line` of the innermost caller, outside torch itself, of the operation being dispatched; None inside
+    torch.optim, which keeps its step counts on the host (unless fused or capturable) and reads those."""
+    site, frame = '?', sys._getframe(2)                       # 0: here, 1: __torch_dispatch__, 2: the operation's caller
+    while frame is not None:
+        parts = Path(frame.f_code.co_filename).parts
+        if {'torch', 'optim'} <= set(parts): return None
+        if site == '?' and 'torch' not in parts: site = f'{Path(frame.f_code.co_filename).name}:{frame.f_lineno}'
+        frame = frame.f_back
+    return site
 
 class HostReads(TorchDispatchMode):
     """Counts the operations inside a `with` block that read a device value back to the host (on a GPU each waits for
@@ -82,7 +84,7 @@ class HostReads(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
         boolean_index = name == 'index' and any(i is not None and i.dtype == torch.bool for i in args[1])
-        if (name in _READ_OPS or boolean_index) and not _in_optimizer(): self.sites[_call_site()] += 1
+        if (name in _READ_OPS or boolean_index) and (site := _read_site()) is not None: self.sites[site] += 1
         return func(*args, **(kwargs or {}))
 
 # %% ../nbs/01a_models.ipynb #95cc6b99

@@ -5,8 +5,9 @@
 # %% auto #0
 __all__ = ['ID_COLUMNS', 'REF_COLUMNS', 'OBJECTIVES', 'NO_CHECKPOINTING', 'PLOTS', 'dpo_batch', 'plain_dpo_step',
            'train_dpo_plain', 'has_columns', 'fit_max_length', 'PackedPreferenceCollator', 'TripletDPOTrainer',
-           'dpo_config', 'QuietProgress', 'make_trainer', 'history_from_log', 'save_history', 'plot_history',
-           'wandb_run_id', 'wandb_run_env', 'log_evaluation', 'TrainResult', 'SessionSteps', 'train_dpo']
+           'dpo_config', 'QuietProgress', 'make_trainer', 'StepHostReads', 'history_from_log', 'save_history',
+           'plot_history', 'wandb_run_id', 'wandb_run_env', 'log_evaluation', 'TrainResult', 'SessionSteps',
+           'train_dpo']
 
 # %% ../nbs/06_training.ipynb #d6246e09
 import contextlib, copy, importlib.util, json, os, time, uuid, warnings
@@ -22,7 +23,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
-from .models import causal_mask, compute_dtype, resolve_device
+from .models import HostReads, causal_mask, compute_dtype, resolve_device
 from .config import RunConfig
 from .loss import dpo_loss, pack_completions, sequence_logps, unlikelihood_loss
 from .distributed import is_main, per_device_batch
@@ -283,6 +284,18 @@ def make_trainer(policy: PreTrainedModel, tokenizer, train_triplets: Dataset, ev
     if not progress: trainer.remove_callback(PrinterCallback)     # no progress bar, and no printed logs either
     elif trainer.pop_callback(ProgressCallback): trainer.add_callback(QuietProgress)     # (in Jupyter: its own table)
     return trainer
+
+# %% ../nbs/06_training.ipynb #e15f99a1
+class StepHostReads(TrainerCallback):
+    """Each optimizer step's host reads (`HostReads`) from its start to its end -- forward, backward, update; the logging
+    comes after -- as `{call site: n}` in `reads`, for the steps numbered in `steps` (from 1; every step if None)."""
+    def __init__(self, steps=None): self.steps, self.reads, self._counting = steps, [], None
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.steps is None or state.global_step + 1 in self.steps:
+            self._counting = HostReads(); self._counting.__enter__()
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._counting is None: return
+        self._counting.__exit__(None, None, None); self.reads.append(dict(self._counting.sites)); self._counting = None
 
 # %% ../nbs/06_training.ipynb #00e8aba4
 def history_from_log(log_history: list[dict]) -> list[dict]:
