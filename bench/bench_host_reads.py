@@ -1,4 +1,4 @@
-"""Host reads per training step: the operations that read a device value back to the host, ours against trl's.
+"""Host reads per training step and per sampled batch: the operations that read a device value back to the host, ours against the peers.
 
 On a GPU each such read (`.item()`, `bool(t)`, indexing by a boolean mask) waits for every kernel queued before it,
 so the host stops running ahead of the device. They go through the same operators on a CPU, where they cost nothing,
@@ -10,6 +10,12 @@ step counts, which it keeps on the host, are left out).
   times), on the same pairs as text.
 - SFT: a step of `train_sft`.
 - A teacher-forced batch: `completion_logps` on 16 completions (the reference's pass of an RLOO step, the KL of 07).
+- Sampling a batch (`--rows` rows of real IMDb prompts of 2 to 8 tokens, left-padded, 48 new tokens, pure sampling):
+  ours through `sample_completions` (what `generate_completions` runs) with the `static` decoder (the steps a GPU's `graph` decoder captures, run here
+  uncaptured: a read inside them would also make the capture fail) and with the `eager` one (the CPU's); the peers as
+  `gpu_check` runs them: `model.generate` under `inference_mode` with a dynamic cache, with the reference's log-prob
+  pass after it (`completion_logps`), and with `cache_implementation='static'`. A second call of each is counted (the
+  static decoder is made in the first); reads per call and per new token.
 
 Each DPO side counts its steps 3 to `2 + --steps` from each step's start to its end (forward, backward, update; the
 logging, every 10 steps, comes after a step ends and is not in any counted step). Real IMDb text as the pairs
@@ -18,6 +24,7 @@ width 64 with GPT-2's tokenizer (reads do not depend on the width or the depth: 
 The counts are properties of the code, not timings: the same on any CPU.
 """
 import copy, tempfile
+from dataclasses import replace
 from _common import *
 
 
@@ -42,11 +49,53 @@ def per_step(counted: list[dict], steps: int | None = None) -> dict:
             'sites_per_step': mean(sites), 'files_per_step': mean(files)}
 
 
+def generation(model, tok, prompts: list[list[int]], max_new_tokens: int) -> dict:
+    "Host reads of sampling one batch of `prompts`, ours (static and eager decoders) and transformers' `generate`."
+    import torch
+    from dpo_imdb.generation import SamplingConfig, sample_completions
+    from dpo_imdb.loss import completion_logps
+    from dpo_imdb.models import HostReads
+    B, width = len(prompts), max(map(len, prompts))
+    sampling = SamplingConfig(n=1, max_new_tokens=max_new_tokens, batch_size=B)
+
+    def ours(decoder):
+        def go():
+            _, completions, _ = sample_completions(model, tok, prompts, replace(sampling, decoder=decoder), progress=False)
+            return max(map(len, completions))
+        return go
+
+    def hf(logps: bool = False, static: bool = False):
+        def go():
+            batch = tok.pad({'input_ids': prompts}, padding='max_length', max_length=width, return_tensors='pt')
+            with torch.inference_mode():
+                out = model.generate(**batch, do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
+                                     max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                                     **({'cache_implementation': 'static'} if static else {}))
+            new = out[:, width:]
+            if logps:
+                keep = [r[:int((r != tok.pad_token_id).sum()) or 1].tolist() for r in new]   # EOS = pad for GPT-2
+                completion_logps(model, prompts, keep, B)
+            return new.shape[1]
+        return go
+
+    sides = {'ours_static': ours('static'), 'ours_eager': ours('eager'), 'hf_generate': hf(),
+             'hf_generate+logps': hf(logps=True), 'hf_generate_static_cache': hf(static=True)}
+    out = {'rows': B, 'max_new_tokens': max_new_tokens}
+    for name, go in sides.items():
+        go()                                                              # first call: a static decoder is made
+        with HostReads() as reads: new_tokens = go()
+        by_call = per_step([dict(reads.sites)], 1)
+        out[name] = {'new_tokens': new_tokens, 'reads': reads.count, 'reads_per_new_token': round(reads.count / new_tokens, 2),
+                     'sites': by_call['sites_per_step'], 'files': by_call['files_per_step']}
+    return out
+
+
 def main():
     p = parser(__doc__.splitlines()[0])
     p.set_defaults(threads=1)
     p.add_argument('--steps', type=int, default=5, help='steps counted on each side')
     p.add_argument('--pairs', type=int, default=16, help='pairs per DPO batch')
+    p.add_argument('--rows', type=int, default=16, help='rows of the sampled batch')
     args = p.parse_args()
     need_shared()
     set_threads(args.threads)
@@ -63,7 +112,7 @@ def main():
     info = machine()
     steps = 2 if args.quick else args.steps
     first, last = 3, 2 + steps
-    banner('host reads per training step', info, steps=steps, pairs=args.pairs)
+    banner('host reads per training step and per sampled batch', info, steps=steps, pairs=args.pairs)
     tok = load_tokenizer(str(GPT2_SHAPE))
     texts = imdb_reviews('train').select(range(2 * args.pairs * last))['text'][:]
     rows = [{'prompt': ' '.join(a.split()[:6]), 'chosen': ' ' + ' '.join(a.split()[6:36]),
@@ -98,11 +147,18 @@ def main():
     with HostReads() as reads:
         completion_logps(model, ids['prompt_ids'][:16], ids['chosen_ids'][:16], batch_size=16)
     out['teacher_forced_batch'] = {'rows': 16, **per_step([dict(reads.sites)])}
+    reviews = imdb_reviews('test').select(range(args.rows))['text']
+    prompts = [tok(text)['input_ids'][:2 + i % 7] for i, text in enumerate(reviews)]   # 2 to 8 tokens, as the presets
+    out['generation'] = generation(model.eval(), tok, prompts, 8 if args.quick else 48)
     print(table(['per step', 'DPO: ours', "DPO: trl's DPOTrainer", 'SFT', 'a teacher-forced batch'],
                 [['host reads', out['dpo_ours']['reads_per_step'], out['dpo_trl']['reads_per_step'],
                   out['sft']['reads_per_step'], out['teacher_forced_batch']['reads_per_step']]]))
     for name in ('dpo_ours', 'dpo_trl', 'sft'):
         print(f"{name}: " + ', '.join(f'{s} x{n}' for s, n in out[name]['sites_per_step'].items()))
+    gen = out['generation']
+    sides = [k for k in gen if isinstance(gen[k], dict)]
+    print(table(['sampling a batch', *sides], [['host reads', *(gen[k]['reads'] for k in sides)],
+                                              ['per new token', *(gen[k]['reads_per_new_token'] for k in sides)]]))
     write_result('host_reads', {'machine': info, 'args': vars(args), 'counted_steps': [first, last], **out}, args.out)
 
 

@@ -3,7 +3,7 @@
     python bench/tables.py              # every table, in the order BENCHMARKS.md shows them
     python bench/tables.py generation   # one of: machine, summary, generation, fastpaths, scoring, training, training_rss, e2e,
                                         # scale, processes, gpu_h200, gpu_h200_preset, gpu_h200_frontier, gpu_targets,
-                                        # setup_cpu, host_work, host_reads
+                                        # setup_cpu, host_work, host_reads, host_reads_sampling
 
 The JSON files are what the bench/ scripts wrote to bench/results/ (git-ignored), copied to bench/measured/ and
 committed. Each table is printed under the `Source:` line that BENCHMARKS.md keeps above it; tests/test_benchmarks.py
@@ -237,10 +237,26 @@ def host_reads() -> str:
                      _by_file(tf['files_per_step'])))
     return '\n'.join(lines)
 
+def host_reads_sampling() -> str:
+    "Host reads of sampling one batch, our decoders and transformers' generate, counted on a CPU (bench_host_reads.py)."
+    g = load('host_reads')['generation']
+    lines = [source('host_reads'), '',
+             head(f"sampling a batch of {g['rows']} rows x {g['max_new_tokens']} new tokens", 'host reads',
+                  'per new token', 'where (file: reads)')]
+    for key, label in (('ours_static', 'ours: the `static` decoder (the steps the `graph` decoder captures, uncaptured)'),
+                       ('ours_eager', 'ours: the `eager` decoder (`sample_batch`, the CPU\'s)'),
+                       ('hf_generate', 'transformers\' `generate`'),
+                       ('hf_generate+logps', '`generate`, then the reference\'s log-probs, as `gpu_check` times it'),
+                       ('hf_generate_static_cache', "`generate(cache_implementation='static')`")):
+        r = g[key]
+        lines.append(row(label, f"**{r['reads']}**", f"{r['reads_per_new_token']:g}", _by_file(r['files'])))
+    return '\n'.join(lines)
+
 TABLES = {'machine': machine, 'summary': summary, 'generation': generation, 'fastpaths': fastpaths, 'scoring': scoring,
           'training': training, 'training_rss': training_rss, 'e2e': e2e, 'scale': scale, 'processes': processes,
           'gpu_h200': gpu_h200, 'gpu_h200_preset': gpu_h200_preset, 'gpu_h200_frontier': gpu_h200_frontier,
-          'gpu_targets': gpu_targets, 'setup_cpu': setup_cpu, 'host_work': host_work, 'host_reads': host_reads}
+          'gpu_targets': gpu_targets, 'setup_cpu': setup_cpu, 'host_work': host_work, 'host_reads': host_reads,
+          'host_reads_sampling': host_reads_sampling}
 
 if __name__ == '__main__':
     for name in sys.argv[1:] or TABLES: print(f'<!-- {name} -->\n{TABLES[name]()}\n')

@@ -57,7 +57,9 @@ def forward_tol(model: PreTrainedModel, n_outputs: int = 1, dtype: torch.dtype =
     return rounding_tol(n_outputs * (model.config.num_hidden_layers + 1) * model.config.hidden_size, largest, dtype)
 
 # %% ../nbs/01a_models.ipynb #a7ca0e71
-_READ_OPS = ('_local_scalar_dense', 'nonzero', 'masked_select')    # .item() and bool(t); the size of a masked result
+# .item(), bool(t), torch.equal: under inference mode the mode sees these calls, elsewhere the `_local_scalar_dense` they make
+_READ_OPS = ('_local_scalar_dense', 'item', 'is_nonzero', 'equal', 'nonzero', 'masked_select')
+_INDEX_OPS = ('index', 'index_put', 'index_put_', '_index_put_impl_')   # t[mask] and t[mask] = v read with a boolean mask
 
 def _read_site() -> str | None:
     """`file:line` of the innermost caller, outside torch itself, of the operation being dispatched; None inside
@@ -83,7 +85,7 @@ class HostReads(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
-        boolean_index = name == 'index' and any(i is not None and i.dtype == torch.bool for i in args[1])
+        boolean_index = name in _INDEX_OPS and any(i is not None and i.dtype == torch.bool for i in args[1])
         if (name in _READ_OPS or boolean_index) and (site := _read_site()) is not None: self.sites[site] += 1
         return func(*args, **(kwargs or {}))
 
