@@ -460,8 +460,9 @@ def frontier(args) -> dict:
         finally:
             if proc.poll() is None: proc.kill(); proc.wait()
     log, code = log_file.read_text(), None if timed_out else proc.returncode
-    points_now = root/'points.json'             # rewritten as each run of this call ends, reused runs included
-    now = json.loads(points_now.read_text()) if points_now.exists() and points_now.stat().st_mtime >= t0 else []
+    points_file = root/'points.json'            # rewritten as each run of this call ends, reused runs included
+    points = json.loads(points_file.read_text()) if points_file.exists() else None
+    now = points if points is not None and points_file.stat().st_mtime >= t0 else []      # [] if from an earlier call
     in_call = {p['run'] for p in now} | {p['method'] for p in now}      # best_of_n's points are named per N
     finished = {r.name: json.loads((root/'runs'/r.name/'result.json').read_text()) for r in runs if r.name in in_call}
     out = {'seconds': round(time.time() - t0, 1), 'timed_out': timed_out, 'returncode': code,
@@ -471,7 +472,6 @@ def frontier(args) -> dict:
     if summary.get('complete'):
         for stale in (partial, args.out/'frontier_partial.png', args.out/'frontier_table_partial.md'):
             stale.unlink(missing_ok=True)
-        points = json.loads((root/'points.json').read_text())
         for name, dest in (('points.json', 'frontier_points.json'), ('frontier.png', 'frontier.png'),
                            ('table.md', 'frontier_table.md')):
             shutil.copyfile(root/name, args.out/dest)
@@ -483,10 +483,9 @@ def frontier(args) -> dict:
     else:                                               # runs skipped by its budget, or stopped from outside
         out.update(complete=False, runs_skipped=summary.get('skipped'),
                    incomplete=f"{len(finished)} of {len(runs)} runs finished in the time given")
-        if (root/'points.json').exists():               # the points of the runs it finished (run_frontier keeps them)
+        if points is not None:                          # the points of the runs it finished (run_frontier keeps them)
             from dpo_imdb.evaluation import plot_frontier
-            points = json.loads((root/'points.json').read_text())
-            shutil.copyfile(root/'points.json', partial)
+            shutil.copyfile(points_file, partial)
             if summary:                                 # stopped by its budget: it drew the figure and table itself
                 shutil.copyfile(root/'table.md', args.out/'frontier_table_partial.md')
                 shutil.copyfile(root/'frontier.png', args.out/'frontier_partial.png')
