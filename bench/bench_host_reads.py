@@ -1,4 +1,4 @@
-"""Host reads per training step and per sampled batch: the operations that read a device value back to the host, ours against the peers.
+"""Host reads per training step and per sampled batch: the operations that read a device value back, ours and peers'.
 
 On a GPU each such read (`.item()`, `bool(t)`, indexing by a boolean mask) waits for every kernel queued before it,
 so the host stops running ahead of the device. They go through the same operators on a CPU, where they cost nothing,
@@ -11,11 +11,11 @@ step counts, which it keeps on the host, are left out).
 - SFT: a step of `train_sft`.
 - A teacher-forced batch: `completion_logps` on 16 completions (the reference's pass of an RLOO step, the KL of 07).
 - Sampling a batch (`--rows` rows of real IMDb prompts of 2 to 8 tokens, left-padded, 48 new tokens, pure sampling):
-  ours through `sample_completions` (what `generate_completions` runs) with the `static` decoder (the steps a GPU's `graph` decoder captures, run here
-  uncaptured: a read inside them would also make the capture fail) and with the `eager` one (the CPU's); the peers as
-  `gpu_check` runs them: `model.generate` under `inference_mode` with a dynamic cache, with the reference's log-prob
-  pass after it (`completion_logps`), and with `cache_implementation='static'`. A second call of each is counted (the
-  static decoder is made in the first); reads per call and per new token.
+  ours through `sample_completions` (what `generate_completions` runs) with the `static` decoder (the steps a GPU's
+  `graph` decoder captures, run here uncaptured: a read inside them would also make the capture fail) and with the
+  `eager` one (the CPU's); the peers as `gpu_check` runs them: `model.generate` under `inference_mode` with a dynamic
+  cache, with the reference's log-prob pass after it (`completion_logps`), and with `cache_implementation='static'`. A
+  second call of each is counted (the static decoder is made in the first); reads per call and per new token.
 
 Each DPO side counts its steps 3 to `2 + --steps` from each step's start to its end (forward, backward, update; the
 logging, every 10 steps, comes after a step ends and is not in any counted step). Real IMDb text as the pairs
