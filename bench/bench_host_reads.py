@@ -52,8 +52,8 @@ def per_step(counted: list[dict], steps: int | None = None) -> dict:
 def generation(model, tok, prompts: list[list[int]], max_new_tokens: int) -> dict:
     "Host reads of sampling one batch of `prompts`, ours (static and eager decoders) and transformers' `generate`."
     import torch
+    from gpu_check import hf_generate                               # the peer as gpu_check times it
     from dpo_imdb.generation import SamplingConfig, sample_completions
-    from dpo_imdb.loss import completion_logps
     from dpo_imdb.models import HostReads
     B, width = len(prompts), max(map(len, prompts))
     sampling = SamplingConfig(n=1, max_new_tokens=max_new_tokens, batch_size=B)
@@ -65,18 +65,7 @@ def generation(model, tok, prompts: list[list[int]], max_new_tokens: int) -> dic
         return go
 
     def hf(logps: bool = False, static: bool = False):
-        def go():
-            batch = tok.pad({'input_ids': prompts}, padding='max_length', max_length=width, return_tensors='pt')
-            with torch.inference_mode():
-                out = model.generate(**batch, do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
-                                     max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                                     **({'cache_implementation': 'static'} if static else {}))
-            new = out[:, width:]
-            if logps:
-                keep = [r[:int((r != tok.pad_token_id).sum()) or 1].tolist() for r in new]   # EOS = pad for GPT-2
-                completion_logps(model, prompts, keep, B)
-            return new.shape[1]
-        return go
+        return lambda: max(map(len, hf_generate(model, tok, prompts, B, width, max_new_tokens, torch.float32, logps, static)))
 
     sides = {'ours_static': ours('static'), 'ours_eager': ours('eager'), 'hf_generate': hf(),
              'hf_generate+logps': hf(logps=True), 'hf_generate_static_cache': hf(static=True)}

@@ -238,14 +238,35 @@ def _profile(fn, cuda: bool) -> dict:
         traceback.print_exc(); return _error(e)
 
 
+def hf_generate(model, tok, rows: list[list[int]], batch_size: int, width: int, max_new_tokens: int, dtype,
+                record_logps: bool = False, static: bool = False) -> list[list[int]]:
+    """The peer: transformers' `model.generate`, pure sampling, over `rows` left-padded to `width` in batches of
+    `batch_size` (with a static cache if `static`), then (`record_logps`) the reference's log-probs that ours records;
+    the completions, EOS (= pad for GPT-2) and what follows cut off."""
+    from dpo_imdb.loss import completion_logps
+    from dpo_imdb.models import autocast
+    completions = []
+    for i in range(0, len(rows), batch_size):
+        batch = tok.pad({'input_ids': rows[i:i + batch_size]}, padding='max_length', max_length=width,
+                        return_tensors='pt').to(model.device)                               # left padding
+        with torch.inference_mode(), autocast(model.device, dtype):
+            out = model.generate(**batch, do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
+                                 max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                                 **({'cache_implementation': 'static'} if static else {}))
+        new = out[:, width:]
+        lengths = (new != tok.pad_token_id).sum(1).tolist()                                # one read for the batch
+        keep = [r[:n or 1] for r, n in zip(new.tolist(), lengths)]
+        if record_logps: completion_logps(model, rows[i:i + batch_size], keep, batch_size, dtype)
+        completions += keep
+    return completions
+
+
 def generation(args) -> dict:
     """Ours (`generate_completions` as the pipeline runs it: the fast decoder, log-probs recorded) against HF
     `model.generate` (plain, and with a static cache and its compiled forward), the same rows, interleaved repeats;
     then ours at the pipeline's batch of 1,024, and a profile of one batch of the eager loop and of ours."""
     from datasets import load_from_disk
     from dpo_imdb.generation import SamplingConfig, generate_completions, resolve_decoder
-    from dpo_imdb.loss import completion_logps
-    from dpo_imdb.models import autocast
     model, tok, dtype = _reference(args)
     cuda = model.device.type == 'cuda'
     prompts = load_from_disk(str(Path(args.cfg.out_dir)/'prompts'/'dataset'))['train']
@@ -263,21 +284,7 @@ def generation(args) -> dict:
         return go
 
     def hf(record_logps: bool, static: bool = False):
-        extra = {'cache_implementation': 'static'} if static else {}
-        def go():
-            tokens = 0
-            for i in range(0, len(rows), B):
-                batch = tok.pad({'input_ids': rows[i:i + B]}, padding='max_length', max_length=width,
-                                return_tensors='pt').to(model.device)                       # left padding
-                with torch.inference_mode(), autocast(model.device, dtype):
-                    out = model.generate(**batch, do_sample=True, top_k=0, top_p=1.0, temperature=1.0, max_new_tokens=T,
-                                         pad_token_id=tok.pad_token_id, **extra)
-                new = out[:, batch['input_ids'].shape[1]:]
-                keep = [r[:int((r != tok.pad_token_id).sum()) or 1].tolist() for r in new]   # EOS = pad for GPT-2
-                tokens += sum(map(len, keep))
-                if record_logps: completion_logps(model, rows[i:i + B], keep, B, dtype)
-            return {'tokens': tokens}
-        return go
+        return lambda: {'tokens': sum(map(len, hf_generate(model, tok, rows, B, width, T, dtype, record_logps, static)))}
 
     sides = {'ours': ours(), 'ours_eager': ours(replace(sampling, decoder='eager')), 'hf_generate': hf(False),
              'hf_generate+logps': hf(True), 'hf_static_compiled': hf(False, static=True)}
