@@ -5,8 +5,9 @@
 # %% auto #0
 __all__ = ['EVAL_SEED_OFFSET', 'PROMPT_LEN_STEP', 'COMPLETION_FEATURES', 'SamplingConfig', 'sampling_from_config', 'row_seed',
            'row_keys', 'step_uniforms', 'filter_logits', 'sample_tokens', 'sample_batch', 'static_decoding_ok',
-           'resolve_decoder', 'static_forward', 'prefill_mask', 'StaticDecoder', 'static_decoder', 'sample_completions',
-           'generate_completions', 'completion_columns', 'generate_from_config', 'teacher_forced_logps', 'logps_tol']
+           'resolve_decoder', 'matrices', 'static_forward', 'prefill_mask', 'StaticDecoder', 'static_decoder',
+           'sample_completions', 'generate_completions', 'completion_columns', 'generate_from_config',
+           'teacher_forced_logps', 'logps_tol']
 
 # %% ../nbs/02_generation.ipynb #ef66de79
 import contextlib, hashlib, inspect, math, time, warnings, weakref
@@ -172,22 +173,31 @@ def resolve_decoder(decoder: str, model) -> str:
     return decoder
 
 # %% ../nbs/02_generation.ipynb #ba465db1
+def matrices(model) -> list[torch.Tensor]:
+    "GPT-2's weight matrices in `static_forward`'s order: each block's `c_attn`, `c_proj`, `c_fc`, `mlp.c_proj`; the LM head's."
+    blocks = [(b.attn.c_attn.weight, b.attn.c_proj.weight, b.mlp.c_fc.weight, b.mlp.c_proj.weight) for b in model.transformer.h]
+    return [w for block in blocks for w in block] + [model.lm_head.weight]
+
+def _call(module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    "`module(x)` with `weight` for its own weight matrix (the same one, or a copy cast once); its hooks run either way."
+    return module(x) if weight is module.weight else torch.func.functional_call(module, {'weight': weight}, (x,))
+
 def static_forward(tf, ids: torch.Tensor, pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor,
-                   mask: torch.Tensor) -> torch.Tensor:
+                   mask: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
     """GPT-2's (`tf`: a `GPT2Model`) final hidden states `(B, n, E)` for tokens `ids` `(B, n)` at positions `pos`, over a
     static KV cache: their keys and values go into slots `slots` of `k`, `v` `(L, B, H, S, D)`; `mask` `(B, 1, n, S')`
-    says which of the first `S'` slots each token attends to."""
+    says which of the first `S'` slots each token attends to; `weights`: the blocks' matrices (`matrices`)."""
     B, n = ids.shape
     x = tf.wte(ids) + tf.wpe(pos)                                                           # (B, n, E)
     for l, block in enumerate(tf.h):
-        attn = block.attn
-        q, key, value = attn.c_attn(block.ln_1(x)).split(attn.embed_dim, dim=2)
+        attn, mlp, (w_attn, w_proj, w_fc, w_out) = block.attn, block.mlp, weights[4 * l:4 * l + 4]
+        q, key, value = _call(attn.c_attn, block.ln_1(x), w_attn).split(attn.embed_dim, dim=2)
         q, key, value = (z.view(B, n, attn.num_heads, attn.head_dim).transpose(1, 2) for z in (q, key, value))
         k[l].index_copy_(2, slots, key); v[l].index_copy_(2, slots, value)                 # (B, H, S, D) each
         y = F.scaled_dot_product_attention(q, k[l, :, :, :mask.shape[-1]], v[l, :, :, :mask.shape[-1]],
                                            attn_mask=mask, scale=attn.scaling)             # (B, H, n, D)
-        x = attn.c_proj(y.transpose(1, 2).reshape(B, n, attn.embed_dim)) + x
-        x = block.mlp(block.ln_2(x)) + x
+        x = _call(attn.c_proj, y.transpose(1, 2).reshape(B, n, attn.embed_dim), w_proj) + x
+        x = mlp.dropout(_call(mlp.c_proj, mlp.act(_call(mlp.c_fc, block.ln_2(x), w_fc)), w_out)) + x
     return tf.ln_f(x)
 
 def prefill_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -208,7 +218,10 @@ class StaticDecoder:
         self.B, self.P, self.T = rows, prompt_len, sampling.max_new_tokens
         self.S = self.P + self.T - 1                           # cache slots: the prompt, then each token fed back
         self.eos_id, self.pad_id, self.dtype, self.record, dev = eos_id, pad_id, dtype, record, p.device
+        self.own = matrices(model)
         with torch.inference_mode():
+            # in bf16, the matrices cast once a batch (`_start`), not once a step: autocast leaves a bf16 matrix as it is
+            self.weights = self.own if dtype == torch.float32 else [w.to(dtype) for w in self.own]
             new = lambda *shape, dtype=torch.long, fill=0: torch.full(shape, fill, dtype=dtype, device=dev)
             self.k = new(c.n_layer, rows, c.n_head, self.S, c.n_embd // c.n_head,
                          dtype=dtype if dtype != torch.float32 else p.dtype)                 # (L, B, H, S, D)
@@ -247,8 +260,9 @@ class StaticDecoder:
         with self._autocast():
             slot = (self.P - 1 + self.t).view(1)
             mask = (self.key_ok & (self.slots <= slot))[:, None, None, :]                    # (B, 1, 1, S)
-            h = static_forward(self.tf, self.tok[:, None], (self.plen - 1 + self.t)[:, None], self.k, self.v, slot, mask)
-            self._draw(self.lm_head(h)[:, -1].float())
+            h = static_forward(self.tf, self.tok[:, None], (self.plen - 1 + self.t)[:, None], self.k, self.v, slot, mask,
+                               self.weights)
+            self._draw(_call(self.lm_head, h, self.weights[-1])[:, -1].float())
 
     def _capture(self) -> torch.cuda.CUDAGraph:
         "`step` captured once as a CUDA graph, after warm-up steps on a side stream (they only write scratch values)."
@@ -267,10 +281,12 @@ class StaticDecoder:
         self.plen.copy_(mask.sum(1)); self.key_ok[:, :self.P] = mask.bool()
         self.u.copy_(step_uniforms(row_keys(seeds, self.k.device), torch.arange(self.T, device=self.k.device)))
         self.out.fill_(self.pad_id); self.logps.zero_(); self.done.zero_(); self.lengths.fill_(self.T); self.t.zero_()
+        if self.weights is not self.own:                                            # the weights as they are now
+            for low, w in zip(self.weights, self.own): low.copy_(w)
         with self._autocast():
             pos = (mask.cumsum(1) - 1).clamp(min=0)
-            h = static_forward(self.tf, ids, pos, self.k, self.v, self.slots[:self.P], prefill_mask(mask))
-            self._draw(self.lm_head(h[:, -1:])[:, -1].float())
+            h = static_forward(self.tf, ids, pos, self.k, self.v, self.slots[:self.P], prefill_mask(mask), self.weights)
+            self._draw(_call(self.lm_head, h[:, -1:], self.weights[-1])[:, -1].float())
 
     @torch.inference_mode()
     def sample(self, prompts: list[list[int]], seeds: list[int]) -> tuple[list[list[int]], list[float]]:
