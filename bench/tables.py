@@ -3,7 +3,7 @@
     python bench/tables.py              # every table, in the order BENCHMARKS.md shows them
     python bench/tables.py generation   # one of: machine, summary, generation, fastpaths, scoring, training, training_rss, e2e,
                                         # scale, processes, gpu_h200, gpu_h200_preset, gpu_h200_frontier, gpu_targets,
-                                        # setup_cpu, host_work, host_reads, host_reads_sampling
+                                        # setup_cpu, host_work, host_reads, host_reads_sampling, host_time
 
 The JSON files are what the bench/ scripts wrote to bench/results/ (git-ignored), copied to bench/measured/ and
 committed. Each table is printed under the `Source:` line that BENCHMARKS.md keeps above it; tests/test_benchmarks.py
@@ -252,11 +252,27 @@ def host_reads_sampling() -> str:
         lines.append(row(label, f"**{r['reads']}**", f"{r['reads_per_new_token']:g}", _by_file(r['files'])))
     return '\n'.join(lines)
 
+def host_time() -> str:
+    "Host time per new token at GPT-2's depth with next to no arithmetic, our decoders and generate (bench_host_time.py)."
+    r = load('host_time')
+    sides = ('ours_static', 'ours_eager', 'hf_generate', 'hf_generate_static_cache')
+    lines = [source('host_time'), '',
+             head(f"ms per new token, {r['rows']} rows x {r['new_tokens']} new tokens: median (min-max)",
+                  'ours: `static` (what `graph` captures, uncaptured)', 'ours: `eager`', "transformers' `generate`",
+                  '`generate`, static cache', '`static` / `generate`')]
+    for width, w in r['widths'].items():
+        for precision, label in (('fp32', 'fp32'), ('bf16', 'bf16 autocast')):
+            d = w[precision]
+            lines.append(row(f"12 layers, width {width} ({w['parameters']:,} parameters), {label}",
+                             *(f"{f(d[k]['ms_per_token'])} ({f(d[k]['min'])}-{f(d[k]['max'])})" for k in sides),
+                             f"{w['static_over_generate'][precision]:.2f}"))
+    return '\n'.join(lines)
+
 TABLES = {'machine': machine, 'summary': summary, 'generation': generation, 'fastpaths': fastpaths, 'scoring': scoring,
           'training': training, 'training_rss': training_rss, 'e2e': e2e, 'scale': scale, 'processes': processes,
           'gpu_h200': gpu_h200, 'gpu_h200_preset': gpu_h200_preset, 'gpu_h200_frontier': gpu_h200_frontier,
           'gpu_targets': gpu_targets, 'setup_cpu': setup_cpu, 'host_work': host_work, 'host_reads': host_reads,
-          'host_reads_sampling': host_reads_sampling}
+          'host_reads_sampling': host_reads_sampling, 'host_time': host_time}
 
 if __name__ == '__main__':
     for name in sys.argv[1:] or TABLES: print(f'<!-- {name} -->\n{TABLES[name]()}\n')

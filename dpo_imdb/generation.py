@@ -212,16 +212,19 @@ class StaticDecoder:
     check_every = 8                   # steps between the checks whether every row has ended (one host sync each)
 
     def __init__(self, model, rows: int, prompt_len: int, sampling: SamplingConfig, eos_id: int | None, pad_id: int,
-                 dtype: torch.dtype = torch.float32, mode: str = 'static', record: bool = True):
+                 dtype: torch.dtype = torch.float32, mode: str = 'static', record: bool = True, cast_once: bool | None = None):
         c, p = model.config, next(model.parameters())
         self.tf, self.lm_head, self.sampling = model.transformer, model.lm_head, sampling     # not `model` itself
         self.B, self.P, self.T = rows, prompt_len, sampling.max_new_tokens
         self.S = self.P + self.T - 1                           # cache slots: the prompt, then each token fed back
         self.eos_id, self.pad_id, self.dtype, self.record, dev = eos_id, pad_id, dtype, record, p.device
+        graph = mode == 'graph' or (mode == 'compile' and dev.type == 'cuda')
+        # in bf16 a captured step reads a bf16 copy of the matrices, cast once a batch (`_start`); uncaptured, swapping
+        # the copy in (`_call`) costs the host more time than autocast's casts cost the device
+        cast_once = graph if cast_once is None else cast_once
         self.own = matrices(model)
         with torch.inference_mode():
-            # in bf16, the matrices cast once a batch (`_start`), not once a step: autocast leaves a bf16 matrix as it is
-            self.weights = self.own if dtype == torch.float32 else [w.to(dtype) for w in self.own]
+            self.weights = [w.to(dtype) for w in self.own] if cast_once and dtype != torch.float32 else self.own
             new = lambda *shape, dtype=torch.long, fill=0: torch.full(shape, fill, dtype=dtype, device=dev)
             self.k = new(c.n_layer, rows, c.n_head, self.S, c.n_embd // c.n_head,
                          dtype=dtype if dtype != torch.float32 else p.dtype)                 # (L, B, H, S, D)
@@ -232,7 +235,6 @@ class StaticDecoder:
             self.u, self.logps = new(rows, self.T, dtype=torch.float64), new(rows, dtype=torch.float64)
             self.done = new(rows, dtype=torch.bool)
             self.step = torch.compile(self._decode, dynamic=False) if mode == 'compile' else self._decode
-            graph = mode == 'graph' or (mode == 'compile' and dev.type == 'cuda')
             self.graph = self._capture() if graph and self.T > 1 else None
 
     def _autocast(self):
