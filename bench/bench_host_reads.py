@@ -49,26 +49,29 @@ def per_step(counted: list[dict], steps: int | None = None) -> dict:
             'sites_per_step': mean(sites), 'files_per_step': mean(files)}
 
 
+def sampling_sides(model, tok, prompts: list[list[int]], max_new_tokens: int, dtype, logps_side: bool = False) -> dict:
+    """Ways to sample one batch of `prompts`, each a function returning the completions: ours (`sample_completions`
+    with the `static` and the `eager` decoder) and transformers' `generate` (`hf_generate`, the peer as `gpu_check`
+    times it) with a dynamic and a static cache, and (`logps_side`) followed by the reference's log-prob pass."""
+    from gpu_check import hf_generate
+    from dpo_imdb.generation import SamplingConfig, sample_completions
+    B, width = len(prompts), max(map(len, prompts))
+    sampling = SamplingConfig(n=1, max_new_tokens=max_new_tokens, batch_size=B)
+    def ours(decoder):
+        return lambda: sample_completions(model, tok, prompts, replace(sampling, decoder=decoder), dtype, progress=False)[1]
+    def hf(logps: bool = False, static: bool = False):
+        return lambda: hf_generate(model, tok, prompts, B, width, max_new_tokens, dtype, logps, static)
+    return {'ours_static': ours('static'), 'ours_eager': ours('eager'), 'hf_generate': hf(),
+            **({'hf_generate+logps': hf(logps=True)} if logps_side else {}), 'hf_generate_static_cache': hf(static=True)}
+
+
 def generation(model, tok, prompts: list[list[int]], max_new_tokens: int) -> dict:
     "Host reads of sampling one batch of `prompts`, ours (static and eager decoders) and transformers' `generate`."
     import torch
-    from gpu_check import hf_generate                               # the peer as gpu_check times it
-    from dpo_imdb.generation import SamplingConfig, sample_completions
     from dpo_imdb.models import HostReads
-    B, width = len(prompts), max(map(len, prompts))
-    sampling = SamplingConfig(n=1, max_new_tokens=max_new_tokens, batch_size=B)
-
-    def ours(decoder):
-        def go():
-            _, completions, _ = sample_completions(model, tok, prompts, replace(sampling, decoder=decoder), progress=False)
-            return max(map(len, completions))
-        return go
-
-    def hf(logps: bool = False, static: bool = False):
-        return lambda: max(map(len, hf_generate(model, tok, prompts, B, width, max_new_tokens, torch.float32, logps, static)))
-
-    sides = {'ours_static': ours('static'), 'ours_eager': ours('eager'), 'hf_generate': hf(),
-             'hf_generate+logps': hf(logps=True), 'hf_generate_static_cache': hf(static=True)}
+    B = len(prompts)
+    sides = {name: (lambda sample=sample: max(map(len, sample())))
+             for name, sample in sampling_sides(model, tok, prompts, max_new_tokens, torch.float32, logps_side=True).items()}
     out = {'rows': B, 'max_new_tokens': max_new_tokens}
     for name, go in sides.items():
         go()                                                              # first call: a static decoder is made

@@ -13,28 +13,21 @@ interleaved repeats, medians, in fp32 and under bf16 autocast (the `gpu` preset'
 - ours, the `static` decoder (`sample_completions`): the steps the `graph` decoder captures, here uncaptured; on a
   GPU the graph replays them with one launch, so this is the host time the capture takes away;
 - ours, the `eager` decoder (the CPU's loop, and the reference);
-- transformers' `generate` with a dynamic and with a static cache (`hf_generate`, the peer `gpu_check` times).
+- transformers' `generate` with a dynamic and with a static cache (`hf_generate`, the peer `gpu_check` times)
+  -- the sides whose host reads `bench_host_reads.py` counts (`sampling_sides`).
 
 On a CPU each operator also runs its (tiny) kernel in line, where on a GPU it launches one, a few microseconds each,
 and bf16 kernels on a CPU are slower than fp32 ones for tiny tensors. Training steps are not timed this way: on a CPU,
 dropout draws its random numbers on the host, attention in training falls back to its unfused form, and the optimizer
 is not a GPU's fused kernel, so a CPU's step would not stand for a GPU's host time.
 """
-from dataclasses import replace
 from _common import *
+from bench_host_reads import sampling_sides
 
 
 def decoding(model, tok, prompts: list[list[int]], new_tokens: int, dtype, repeats: int) -> dict:
     "Milliseconds per new token of sampling one batch of `prompts`, each side, interleaved repeats (medians)."
-    from gpu_check import hf_generate
-    from dpo_imdb.generation import SamplingConfig, sample_completions
-    B, width = len(prompts), max(map(len, prompts))
-    sampling = SamplingConfig(n=1, max_new_tokens=new_tokens, batch_size=B)
-    def ours(decoder):
-        return lambda: sample_completions(model, tok, prompts, replace(sampling, decoder=decoder), dtype, progress=False)[1]
-    sides = {'ours_static': ours('static'), 'ours_eager': ours('eager'),
-             'hf_generate': lambda: hf_generate(model, tok, prompts, B, width, new_tokens, dtype),
-             'hf_generate_static_cache': lambda: hf_generate(model, tok, prompts, B, width, new_tokens, dtype, static=True)}
+    sides = sampling_sides(model, tok, prompts, new_tokens, dtype)
     for name, go in sides.items():                              # warm-up; the static decoder is made here
         assert max(map(len, go())) == new_tokens, f'{name}: every row ended early'
     runs = {name: [] for name in sides}

@@ -263,7 +263,7 @@ def host_time() -> str:
     for width, w in r['widths'].items():
         for precision, label in (('fp32', 'fp32'), ('bf16', 'bf16 autocast')):
             d = w[precision]
-            lines.append(row(f"12 layers, width {width} ({w['parameters']:,} parameters), {label}",
+            lines.append(row(f"{w['n_layer']} layers, width {width} ({w['parameters']:,} parameters), {label}",
                              *(f"{f(d[k]['ms_per_token'])} ({f(d[k]['min'])}-{f(d[k]['max'])})" for k in sides),
                              f"{w['static_over_generate'][precision]:.2f}"))
     return '\n'.join(lines)
