@@ -171,6 +171,7 @@ def sft(args) -> dict:
     import copy
     import pandas as pd
     from dpo_imdb.models import _review_stream, train_sft
+    from torch._dynamo.utils import counters
     model, tok, dtype = _reference(args)
     cfg, steps = args.cfg, args.sft_steps
     texts = pd.read_parquet(Path(cfg.data)/'train.parquet', columns=['text'])['text'][:args.sft_texts].tolist()
@@ -188,10 +189,14 @@ def sft(args) -> dict:
             out[name] = {'skipped': 'compiling GPT-2 124M on a CPU takes minutes; 01a_models checks compile on a tiny model'}
             continue
         m = copy.deepcopy(model)
+        counters.clear()
         warm = timed(m, args.sft_warmup, compile)               # kernels, allocator; compiled: the compilation itself
         seconds = timed(m, steps, compile) - tokenize
         out[name] = {'warmup_seconds': round(warm, 2), 'seconds': round(seconds, 3),
                      'tokens_per_second': round(tokens / seconds, 1)}
+        if compile:                  # the graphs dynamo made in both calls: 1 is one graph (no break), compiled once
+            out[name].update(graphs=counters['stats']['unique_graphs'],
+                             graph_breaks={str(k).splitlines()[0][:200]: v for k, v in counters['graph_break'].items()})
         del m
     n = args.sft_profile_steps                # one call of n steps on 256 reviews, its setup included: kernel time,
     m, few = copy.deepcopy(model), texts[:256]   # launches and syncs against the wall time

@@ -150,7 +150,7 @@ def load_policy(source: str, tokenizer, device='cpu', seed: int = 0, build_weigh
                                     "or use a hub id or 'tiny-gpt2')") from None
     check_vocab(tokenizer, model_vocab_size(model), repr(source))
     if model.config.pad_token_id is None: model.config.pad_token_id = tokenizer.pad_token_id
-    if getattr(model, 'loss_type', None) is None: model.loss_type = 'ForCausalLM'     # what it defaults to, minus a warning
+    if getattr(model, 'loss_type', None) is None: model.loss_type = 'ForCausalLM'     # its default, minus a warning that breaks a compiled graph
     if getattr(model, 'generation_config', None) is not None: model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model.to(resolve_device(device) if isinstance(device, str) else device).eval()
 
