@@ -36,7 +36,7 @@ CPU dry run, a skipped or failed step).
 Budget: every step checks the time left (`--budget`, default 540 s) and is skipped, and recorded as skipped, when it
 would not fit. Paths come from `DPO_IMDB_GPT2_DIR` and `DPO_IMDB_DATA_DIR`.
 """
-import argparse, json, os, platform, shutil, statistics, subprocess, sys, time, traceback
+import argparse, gc, json, os, platform, shutil, statistics, subprocess, sys, time, traceback
 from dataclasses import replace
 from pathlib import Path
 
@@ -250,7 +250,7 @@ def hf_generate(model, tok, rows: list[list[int]], batch_size: int, width: int, 
     the completions, EOS (= pad for GPT-2) and what follows cut off."""
     from dpo_imdb.loss import completion_logps
     from dpo_imdb.models import autocast
-    completions = []
+    completions, parallelism = [], os.environ.get('TOKENIZERS_PARALLELISM')
     for i in range(0, len(rows), batch_size):
         batch = tok.pad({'input_ids': rows[i:i + batch_size]}, padding='max_length', max_length=width,
                         return_tensors='pt').to(model.device)                               # left padding
@@ -258,6 +258,9 @@ def hf_generate(model, tok, rows: list[list[int]], batch_size: int, width: int, 
             out = model.generate(**batch, do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
                                  max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
                                  **({'cache_implementation': 'static'} if static else {}))
+        if os.environ.get('TOKENIZERS_PARALLELISM') != parallelism:     # compiling, generate turns the tokenizers'
+            if parallelism is None: del os.environ['TOKENIZERS_PARALLELISM']   # threads off for the whole process
+            else: os.environ['TOKENIZERS_PARALLELISM'] = parallelism
         new = out[:, width:]
         lengths = (new != tok.pad_token_id).sum(1).tolist()                                # one read for the batch
         keep = [r[:n or 1] for r, n in zip(new.tolist(), lengths)]
@@ -367,6 +370,7 @@ def training(args) -> dict:
         ours.train()
         loss_ours = next(r['loss'] for r in ours.state.log_history if 'loss' in r)
         del ours
+        gc.collect()                       # trl binds the policy's forward to it, a cycle: free it before trl's peak
         if torch.cuda.is_available(): torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
         peer_args = DPOConfig(output_dir=str(Path(d)/'trl'), beta=cfg.beta, max_length=cfg.max_length, max_steps=total,
                               per_device_train_batch_size=batch, learning_rate=cfg.learning_rate, warmup_steps=0,
@@ -409,8 +413,10 @@ def rloo(args) -> dict:
     prompts = load_from_disk(str(run/'prompts'/'dataset'))['train']
     k, B, kl_coef = cfg.completions_per_prompt, cfg.train_batch_size, 0.05
     reward = lambda samples: scorer(samples['completion']).probs.tolist()
+    policy = copy.deepcopy(model)
     def ours(steps):
-        policy = copy.deepcopy(model)
+        with torch.no_grad():              # the reference's weights again, copied in place: the decode graph that the
+            for p, q in zip(policy.parameters(), model.parameters()): p.copy_(q)   # warm-up captured stays valid
         _sync(); t0 = time.perf_counter()
         rows = rloo_train(policy, model, tok, prompts, reward, kl_coef, steps, cfg.learning_rate, B, k, cfg.max_new_tokens,
                           dtype, cfg.seed)

@@ -9,7 +9,7 @@ __all__ = ['METHODS', 'LABELS', 'SETTINGS', 'TRAINED', 'RL_SEED_OFFSET', 'check_
            'train_offline', 'train_rloo', 'run_frontier', 'write_frontier', 'envelope_at', 'dominance']
 
 # %% ../nbs/08a_frontier.ipynb #38e4ab5b
-import contextlib, copy, functools, hashlib, json, math, os, time
+import contextlib, copy, functools, gc, hashlib, json, math, os, time
 from dataclasses import dataclass, replace
 from pathlib import Path
 import numpy as np
@@ -375,6 +375,7 @@ def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True, bud
             return points, history, {'steps': steps, 'eval_seconds': round(eval_seconds, 2)}
         t0 = time.time()
         result = _cached(out_dir/'result.json', key, r.name, compute)
+        gc.collect()            # trl binds a trained policy's forward to it, a cycle: free it and its decoders' caches now
         points += _points(r, result)
         write_json(root/'points.json', points)                    # kept up to date: a call cut short leaves its points
         timings[r.name] = result['seconds']

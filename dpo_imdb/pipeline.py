@@ -9,7 +9,7 @@ __all__ = ['INDEPENDENT_REVIEWS', 'ACCURACY_SAMPLE', 'ACCURACY_SPLIT', 'BACKGROU
            'run_evaluate', 'run_pipeline', 'load_run', 'write_report', 'run_sweep']
 
 # %% ../nbs/08_pipeline.ipynb #91832d73
-import copy, json, multiprocessing, os, platform, resource, shutil, sys, time, warnings
+import copy, gc, json, multiprocessing, os, platform, resource, shutil, sys, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -472,6 +472,7 @@ def run_train(cfg: RunConfig, run: RunDir, models: Models, pairs: DatasetDict, s
                                pairs['eval'] if len(pairs['eval']) else None, cfg, out_dir=d,     # data-parallel
                                ref_model=ref_model, progress=run.progress)
         run.finish(stage, started, global_step=result.global_step, n_train_pairs=len(pairs['train']))
+        del result; gc.collect()     # trl binds the trained copy's forward to it, a cycle: free it before evaluating
     _sync(stage)                                           # the main process saved the model: now everyone loads it
     # the plain saved model, whether trained just now or in an earlier process: both evaluate alike
     return load_policy(str(d/'model'), models.tokenizer, device=models.device)

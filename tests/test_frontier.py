@@ -66,3 +66,22 @@ def test_frontier_bad_settings(tmp_path, change, message):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('dpo-imdb: error: ' + message), res.stderr
     assert 'Traceback' not in res.stderr and not (tmp_path/'run').exists()   # refused before any work
+
+def test_each_trained_policy_is_freed_before_the_next_run(tmp_path, monkeypatch):
+    """trl binds the forward of the model it trains to that model, a reference cycle that outlives the run until Python's
+    next collection: the frontier collects it after each run, so that on a GPU the runs' dead policies (and their
+    sampler's KV caches) do not pile up: as many models are alive when the second run starts as when the first did."""
+    import gc
+    import dpo_imdb.frontier as frontier
+    from transformers import GPT2LMHeadModel
+    alive = lambda: sum(isinstance(o, GPT2LMHeadModel) for o in gc.get_objects())
+    seen, train = [], frontier.train_offline
+    def counting(*args, **kwargs):
+        seen.append(alive())
+        return train(*args, **kwargs)
+    monkeypatch.setattr(frontier, 'train_offline', counting)
+    cfg = from_preset('test', out_dir=str(tmp_path/'run'), frontier_methods=['dpo'], frontier_betas=[0.1, 0.5])
+    gc.disable()                                  # only the collections the frontier asks for
+    try: frontier.run_frontier(cfg, progress=False)
+    finally: gc.enable()
+    assert len(seen) == 2 and seen[1] == seen[0], seen

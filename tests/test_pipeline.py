@@ -267,3 +267,22 @@ def test_a_background_fit_that_hangs_is_stopped_and_done_again_in_line(tmp_path,
     assert run.manifest('setup')['counts']['fitted_beside_sft'] == []
     assert not (run.root/'setup.scorers').exists()                          # stopped, its folder removed
     assert models.scorer(['A wonderful film.']).probs.shape == (1,)
+
+def test_the_trained_copy_is_freed_before_evaluation(tmp_path, monkeypatch):
+    """trl binds the forward of the model it trains to that model, a reference cycle that outlives the trainer until
+    Python's next collection: `run_train` collects it, so that evaluation (on a GPU: its sampler's KV caches) does not
+    run beside a dead policy's weights. At evaluation only the reference and the trained policy, loaded back, are alive."""
+    import gc
+    import dpo_imdb.pipeline as pipeline
+    from transformers import GPT2LMHeadModel
+    alive = lambda: sum(isinstance(o, GPT2LMHeadModel) for o in gc.get_objects())
+    seen, evaluate = [], pipeline.run_evaluate
+    def counting(*args, **kwargs):
+        seen.append(alive())
+        return evaluate(*args, **kwargs)
+    monkeypatch.setattr(pipeline, 'run_evaluate', counting)
+    gc.collect(); before = alive()
+    gc.disable()                                  # only the collections the pipeline asks for
+    try: pipeline.run_pipeline(from_preset('test', out_dir=str(tmp_path/'run')), progress=False)
+    finally: gc.enable()
+    assert [n - before for n in seen] == [2], seen
