@@ -97,7 +97,8 @@ def environment(args) -> dict:
     import transformers, trl, datasets, accelerate
     out = {'python': platform.python_version(), 'torch': torch.__version__, 'cuda': torch.version.cuda,
            'transformers': transformers.__version__, 'trl': trl.__version__, 'datasets': datasets.__version__,
-           'accelerate': accelerate.__version__, 'cpu_count': os.cpu_count(), 'loadavg': os.getloadavg()}
+           'accelerate': accelerate.__version__, 'cpu_count': os.cpu_count(), 'loadavg': os.getloadavg(),
+           'c_compiler': shutil.which('cc') or shutil.which('gcc')}      # triton and inductor build their launchers with it
     from importlib.metadata import version, PackageNotFoundError
     for name in ('pyarrow', 'fsspec', 'huggingface_hub', 'pandas', 'scikit-learn'):   # datasets 5.2 asks pyarrow>=24,
         try: out[name] = version(name)                                                # fsspec<=2026.9, hub>=1.31: the
