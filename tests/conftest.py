@@ -35,3 +35,20 @@ def real_data(var: str, *files: str) -> Path:
             pytest.fail(f'{var}={value}, but {path} cannot be read ({e.strerror or e}): fix the path or unset {var}',
                         pytrace=False)
     return folder
+
+def gpt2_alive_at(monkeypatch, module, name: str, run) -> tuple[int, list[int]]:
+    """The GPT-2 models alive, collected or not, before `run()` and at each call of `module.name` during it, with
+    Python's collector off: only the collections the code asks for happen."""
+    import gc
+    from transformers import GPT2LMHeadModel
+    alive = lambda: sum(type(o) is GPT2LMHeadModel for o in gc.get_objects())   # not isinstance: a torch proxy warns
+    seen, wrapped = [], getattr(module, name)
+    def counting(*args, **kwargs):
+        seen.append(alive())
+        return wrapped(*args, **kwargs)
+    monkeypatch.setattr(module, name, counting)
+    gc.collect(); before = alive()
+    gc.disable()
+    try: run()
+    finally: gc.enable()
+    return before, seen

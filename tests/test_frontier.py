@@ -7,7 +7,7 @@ line and exit status 2.
 import json, struct, subprocess
 from collections import defaultdict
 import pytest
-from conftest import cli
+from conftest import cli, gpt2_alive_at
 from dpo_imdb.config import from_preset, save_config
 
 FIELDS = {'method', 'setting', 'run', 'step', 'kl', 'reward', 'independent_reward', 'distinct_2'}
@@ -71,17 +71,7 @@ def test_each_trained_policy_is_freed_before_the_next_run(tmp_path, monkeypatch)
     """trl binds the forward of the model it trains to that model, a reference cycle that outlives the run until Python's
     next collection: the frontier collects it after each run, so that on a GPU the runs' dead policies (and their
     sampler's KV caches) do not pile up: as many models are alive when the second run starts as when the first did."""
-    import gc
     import dpo_imdb.frontier as frontier
-    from transformers import GPT2LMHeadModel
-    alive = lambda: sum(type(o) is GPT2LMHeadModel for o in gc.get_objects())   # not isinstance: a torch proxy warns
-    seen, train = [], frontier.train_offline
-    def counting(*args, **kwargs):
-        seen.append(alive())
-        return train(*args, **kwargs)
-    monkeypatch.setattr(frontier, 'train_offline', counting)
     cfg = from_preset('test', out_dir=str(tmp_path/'run'), frontier_methods=['dpo'], frontier_betas=[0.1, 0.5])
-    gc.disable()                                  # only the collections the frontier asks for
-    try: frontier.run_frontier(cfg, progress=False)
-    finally: gc.enable()
+    _, seen = gpt2_alive_at(monkeypatch, frontier, 'train_offline', lambda: frontier.run_frontier(cfg, progress=False))
     assert len(seen) == 2 and seen[1] == seen[0], seen

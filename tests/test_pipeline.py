@@ -4,7 +4,7 @@ import hashlib, json, os, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import pytest
-from conftest import cli
+from conftest import cli, gpt2_alive_at
 from dpo_imdb.config import from_preset, save_config
 from dpo_imdb.pipeline import STAGES
 
@@ -272,17 +272,7 @@ def test_the_trained_copy_is_freed_before_evaluation(tmp_path, monkeypatch):
     """trl binds the forward of the model it trains to that model, a reference cycle that outlives the trainer until
     Python's next collection: `run_train` collects it, so that evaluation (on a GPU: its sampler's KV caches) does not
     run beside a dead policy's weights. At evaluation only the reference and the trained policy, loaded back, are alive."""
-    import gc
     import dpo_imdb.pipeline as pipeline
-    from transformers import GPT2LMHeadModel
-    alive = lambda: sum(type(o) is GPT2LMHeadModel for o in gc.get_objects())   # not isinstance: a torch proxy warns
-    seen, evaluate = [], pipeline.run_evaluate
-    def counting(*args, **kwargs):
-        seen.append(alive())
-        return evaluate(*args, **kwargs)
-    monkeypatch.setattr(pipeline, 'run_evaluate', counting)
-    gc.collect(); before = alive()
-    gc.disable()                                  # only the collections the pipeline asks for
-    try: pipeline.run_pipeline(from_preset('test', out_dir=str(tmp_path/'run')), progress=False)
-    finally: gc.enable()
+    cfg = from_preset('test', out_dir=str(tmp_path/'run'))
+    before, seen = gpt2_alive_at(monkeypatch, pipeline, 'run_evaluate', lambda: pipeline.run_pipeline(cfg, progress=False))
     assert [n - before for n in seen] == [2], seen
