@@ -192,6 +192,14 @@ def first_log(res: dict, key: str, step: int = 1):
     return next((l[key] for l in res['logs'] if l['step'] == step and key in l), None)
 
 
+def compact_logs(reps: list[dict], full_steps: int = 3) -> None:
+    "Keep every metric of the first `full_steps` logged steps and the loss of every step: the file stays small."
+    for rep in reps:
+        for res in rep['sides'].values():
+            res['loss_per_step'] = [l.get('loss') for l in res['logs']]
+            res['logs'] = [l for l in res['logs'] if l['step'] <= full_steps]
+
+
 def main():
     p = parser(__doc__.splitlines()[0])
     p.add_argument('--steps', type=int, default=20, help='timed optimizer steps')
@@ -277,6 +285,7 @@ def main():
               f"|loss diff| at step 1 {c['loss_step1_abs_diff']:.1e} (<= 1e-4), same token ids: {c['same_token_ids']}")
     print(f'load now {load()}; torch threads per worker {reps[0]["sides"][sides[0]]["torch_threads"]}')
     if not args.keep: shutil.rmtree(work, ignore_errors=True)
+    compact_logs(reps)
     write_result('training', {'machine': info, 'args': vars(args), 'data': data, 'repeats': reps, 'summary': summary,
                               'checks': checks, 'targets': {'speedup': 1.3, 'rss_ratio': 0.7, 'loss_step1_abs_diff': 1e-4}},
                  args.out)

@@ -1,8 +1,8 @@
 """Print the tables of BENCHMARKS.md from the measured results in bench/measured/*.json.
 
     python bench/tables.py              # every table, in the order BENCHMARKS.md shows them
-    python bench/tables.py generation   # one of: machine, summary, generation, fastpaths, scoring, training, training_rss, e2e,
-                                        # scale, processes, gpu_h200, gpu_h200_preset, gpu_h200_frontier, gpu_targets,
+    python bench/tables.py generation   # one of: machine, summary, generation, fastpaths, scoring, training, training_rss,
+                                        # training_memory, e2e, scale, processes, gpu_h200, gpu_h200_preset, gpu_h200_frontier, gpu_targets,
                                         # setup_cpu, host_work, host_reads, host_reads_sampling, host_time
 
 The JSON files are what the bench/ scripts wrote to bench/results/ (git-ignored), copied to bench/measured/ and
@@ -118,6 +118,18 @@ def training_rss() -> str:
               ('last_step', 'after the last step (the peak)')]
     return '\n'.join([source('training'), '', head('RSS (MiB)', *sides)] +
                       [row(label, *(f(sides[n]['rss_mb'][k], 0) for n in sides)) for k, label in phases])
+
+def training_memory() -> str:
+    "Ours and trl with and without activation checkpointing and a low glibc mmap threshold (bench_training.py --sides)."
+    t = load('training_memory')
+    lines = [source('training_memory'), '',
+             head('side', 'activation checkpointing', "glibc's mmap threshold", 'pairs/s', 'ours × speed',
+                  'RSS after step 1 (MiB)', 'peak RSS (MiB)', 'ours / its RSS', 'loss, step 1')]
+    lines += [row(n, 'on' if v['gradient_checkpointing'] else 'off', 'lowered' if '+mmap' in n else 'default',
+                  f(v['pairs_per_s']['median'], 3), f(v['first_x_speed']), f(t['repeats'][0]['sides'][n]['rss_mb']['step1'], 0),
+                  f(v['peak_rss_mb']['median'], 0), f(v['first_over_its_rss']), f"{v['step1']['loss']:.7f}")
+              for n, v in t['summary'].items()]
+    return '\n'.join(lines)
 
 def e2e() -> str:
     e = load('e2e')
@@ -269,7 +281,7 @@ def host_time() -> str:
     return '\n'.join(lines)
 
 TABLES = {'machine': machine, 'summary': summary, 'generation': generation, 'fastpaths': fastpaths, 'scoring': scoring,
-          'training': training, 'training_rss': training_rss, 'e2e': e2e, 'scale': scale, 'processes': processes,
+          'training': training, 'training_rss': training_rss, 'training_memory': training_memory, 'e2e': e2e, 'scale': scale, 'processes': processes,
           'gpu_h200': gpu_h200, 'gpu_h200_preset': gpu_h200_preset, 'gpu_h200_frontier': gpu_h200_frontier,
           'gpu_targets': gpu_targets, 'setup_cpu': setup_cpu, 'host_work': host_work, 'host_reads': host_reads,
           'host_reads_sampling': host_reads_sampling, 'host_time': host_time}
