@@ -29,13 +29,13 @@ from pathlib import Path
 from _common import *
 
 MMAP = {'MALLOC_MMAP_THRESHOLD_': '131072'}   # glibc: tensors >= 128 KiB always mmapped, so freed ones go back to the OS
-SIDES = {   # name: (trainer, DPOConfig overrides, extra environment of the worker)
+SIDES = {   # name: (trainer, overrides: RunConfig fields for ours, DPOConfig fields for trl, extra environment of the worker)
     'ours': ('ours', {}, {}),
-    'ours+ckpt': ('ours', {'gradient_checkpointing': True}, {}),
+    'ours+ckpt': ('ours', {'activation_checkpointing': True}, {}),
     'ours+mmap': ('ours', {}, MMAP),
-    'ours+ckpt+mmap': ('ours', {'gradient_checkpointing': True}, MMAP),
+    'ours+ckpt+mmap': ('ours', {'activation_checkpointing': True}, MMAP),
     'trl': ('trl', {}, {}),
-    'trl-nockpt': ('trl', {'gradient_checkpointing': False}, {}),
+    'trl-nockpt': ('trl', {'activation_checkpointing': False}, {}),
     'trl+mmap': ('trl', {}, MMAP),
 }
 
@@ -109,11 +109,9 @@ def worker(side: str, data_dir: Path, steps: int, lr: float, batch: int, max_len
         ds = load_from_disk(str(data_dir / 'ours'))
         cfg = from_preset('colab', train_batch_size=batch, max_length=max_length, max_steps=steps, learning_rate=lr,
                           warmup_ratio=0.0, logging_steps=1, eval_steps=10**6, save_steps=10**6, device='cpu',
-                          precision='fp32', wandb_mode='disabled', out_dir=tmp)
+                          precision='fp32', wandb_mode='disabled', out_dir=tmp, **overrides)
         trainer = make_trainer(model, tok, ds, None, cfg, out_dir=tmp, progress=False)
         trainer.args.save_strategy = 'no'               # checkpoints are for resuming, outside the timed steps
-        if 'gradient_checkpointing' in overrides:      # variant: a proposed RunConfig field (transformers 5 name below)
-            trainer.args.activation_checkpointing = trainer.args.gradient_checkpointing = overrides['gradient_checkpointing']
     else:
         from trl import DPOConfig, DPOTrainer
         ref_model = copy.deepcopy(model)

@@ -95,6 +95,8 @@ class RunConfig:
     weight_decay: float = knob(0.0, 'AdamW weight decay')
     max_grad_norm: float = knob(1.0, 'gradient clipping norm')
     max_length: int = knob(128, 'prompt + completion tokens seen by training')
+    activation_checkpointing: bool = knob(False, "DPO: keep each layer's input only and recompute the rest in the backward "
+                                          'pass: less memory, a little slower (06_training)')
     logging_steps: int = knob(10, 'log train metrics every this many steps (0 = never)')
     eval_steps: int = knob(100, 'evaluate on the held-out pairs every this many steps')
     save_steps: int = knob(200, 'checkpoint every this many steps (a resumed run restarts from the last one)')
