@@ -194,7 +194,7 @@ def compact_logs(reps: list[dict], full_steps: int = 3) -> None:
     "Keep every metric of the first `full_steps` logged steps and the loss of every step: the file stays small."
     for rep in reps:
         for res in rep['sides'].values():
-            res['loss_per_step'] = [l.get('loss') for l in res['logs']]
+            res['loss_per_step'] = [l['loss'] for l in res['logs'] if 'loss' in l]   # not the end-of-training summary
             res['logs'] = [l for l in res['logs'] if l['step'] <= full_steps]
 
 
