@@ -60,12 +60,18 @@ def test_accelerate_config_files_are_accepted(name, kind):
 # -- two processes on the CPU
 
 @pytest.mark.slow
-def test_two_processes_give_the_single_process_result(tmp_path):
+@pytest.mark.parametrize('two_args', [[], ['--activation_checkpointing']], ids=['plain', 'checkpointing'])
+def test_two_processes_give_the_single_process_result(tmp_path, two_args):
+    # with activation checkpointing, DDP's backward recomputes each block: the same training as one plain process
     one, two = tmp_path/'one', tmp_path/'two'
     res1 = run(cli('run', '--preset', 'test', '--out', str(one)))
     assert res1.returncode == 0, res1.stderr[-3000:]
-    res2 = run(launch(2, 'run', '--preset', 'test', '--out', str(two)))
+    res2 = run(launch(2, 'run', '--preset', 'test', '--out', str(two), *two_args))
     assert res2.returncode == 0, res2.stderr[-3000:]
+    from dpo_imdb.training import CHECKPOINTING_ARG
+    import torch
+    args = torch.load(two/'train'/'model'/'training_args.bin', weights_only=False)
+    assert getattr(args, CHECKPOINTING_ARG) is bool(two_args)          # the trainer was told to checkpoint
     for stage in ('generate', 'score', 'train', 'evaluate'):
         assert _manifest(one, stage)['processes'] == 1 and _manifest(two, stage)['processes'] == 2, stage
     assert _artifacts(two) == _artifacts(one)                          # byte for byte: completions, scores, pairs
