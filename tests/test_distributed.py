@@ -71,7 +71,7 @@ def test_two_processes_give_the_single_process_result(tmp_path, two_args):
     from dpo_imdb.training import CHECKPOINTING_ARG
     import torch
     args = torch.load(two/'train'/'model'/'training_args.bin', weights_only=False)
-    assert getattr(args, CHECKPOINTING_ARG) is bool(two_args)          # the trainer was told to checkpoint
+    assert getattr(args, CHECKPOINTING_ARG) is bool(two_args)          # what the trainer was told
     for stage in ('generate', 'score', 'train', 'evaluate'):
         assert _manifest(one, stage)['processes'] == 1 and _manifest(two, stage)['processes'] == 2, stage
     assert _artifacts(two) == _artifacts(one)                          # byte for byte: completions, scores, pairs
