@@ -536,8 +536,8 @@ TARGETS = [   # name, (step, how the value is read), target, direction
 
 
 def targets(results: dict) -> dict:
-    "Each target: the measured value, and met / missed, or pending with the reason."
-    out = {}
+    "Each target: the measured value, and met / missed (with the GPU's name if not an H200), or pending with the reason."
+    out, gpu = {}, results['steps'].get('environment', {}).get('gpu', '')
     for name, (step, read), target, op in TARGETS:
         s = results['steps'].get(step)
         row = {'target': target, 'direction': op, 'from': f'step {step!r}'}
@@ -554,6 +554,7 @@ def targets(results: dict) -> dict:
         else:
             value = row['measured']
             row['status'] = 'met' if (value >= target if op == '>=' else value <= target) else 'missed'
+            if 'H200' not in gpu: row['status'] += f" on {gpu or 'an unnamed GPU'}, not the H200 the targets are set for"
         if step == 'generation' and s and s.get('ok') and 'measured' in row:
             row['peer'] = 'HF model.generate, same rows, same precision, interleaved repeats'
         out[name] = row

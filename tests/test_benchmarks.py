@@ -109,7 +109,8 @@ def test_gpu_check_says_each_target_met_missed_or_pending(monkeypatch):
     environ = dict(os.environ)
     try: import gpu_check                                  # which sets its own defaults for the hub and W&B
     finally: os.environ.clear(); os.environ.update(environ)
-    steps = {'generation': {'ok': True, 'speedup_vs_hf_generate': 4.2, 'hf_static_compiled': {'compiled': True},
+    steps = {'environment': {'ok': True, 'gpu': 'NVIDIA H200'},
+             'generation': {'ok': True, 'speedup_vs_hf_generate': 4.2, 'hf_static_compiled': {'compiled': True},
                             'speedup_vs_hf_static_compiled': 1.2, 'at_scale': {'tokens_per_second': 350_000}},
              'sft': {'skipped': '10 s left, needs about 60 s'}, 'training': {'ok': False, 'error': 'RuntimeError: x'},
              'rloo': {'ok': True, 'ours': {'steps': 150, 'seconds': 19.5}},
@@ -129,5 +130,9 @@ def test_gpu_check_says_each_target_met_missed_or_pending(monkeypatch):
         "pending: step 'frontier' did not measure it (15 of 23 runs finished in the time given)"
     steps['frontier'] = {'ok': True, 'complete': True, 'from_scratch_seconds': 950.0}
     assert status('gpu')['the frontier of the gpu preset, all 8 methods, from scratch'] == 'missed'   # 950 > 900
+    steps['environment']['gpu'] = 'NVIDIA H100 80GB HBM3'           # another GPU: the verdict says which, pending stays
+    got = status('gpu')
+    assert got['RLOO: 150 steps at batch 64'] == 'met on NVIDIA H100 80GB HBM3, not the H200 the targets are set for'
+    assert got['SFT: tokens/s of the training loop'] == "pending: step 'sft' was skipped"
     assert all(s == 'pending: a CPU or smoke dry run measures no GPU target' for s in [*status('cpu').values(),
                                                                                        *status('gpu', smoke=True).values()])
