@@ -165,7 +165,7 @@ def processes() -> str:
     return '\n'.join(lines)
 
 def gpu_h200() -> str:
-    "What one H200 measured with the check before this round's fast paths: ours against the peers, each in one run."
+    "What one H200 measured with the check before the GPU fast paths: ours against the peers, each in one run."
     g = load('gpu_check_h200')['steps']
     env, gen, tr = g['environment'], g['generation'], g['training']
     t = gen['timing']
@@ -203,7 +203,7 @@ def gpu_h200_frontier() -> str:
     return '\n'.join(lines)
 
 def gpu_targets() -> str:
-    "This round's GPU targets and what the prepared check's last run says of each."
+    "The GPU fast paths' targets and what the prepared check's last run says of each."
     c = load('gpu_check_cpu_smoke')
     lines = [source('gpu_check_cpu_smoke'), '', head('target', 'threshold', 'status')]
     for name, t in c['targets'].items():

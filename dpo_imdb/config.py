@@ -15,7 +15,7 @@ from pathlib import Path
 
 # %% ../nbs/00_config.ipynb #b623e4ea
 LOSS_TYPES = ('sigmoid', 'ipo', 'hinge')               # DPO, IPO and SLiC-style hinge; label_smoothing>0 = conservative DPO
-PAIRINGS = ('best_vs_worst', 'all_pairs')              # one pair per prompt, or every ordered pair (6 from 4 samples)
+PAIRINGS = ('best_vs_worst', 'all_pairs')              # one pair per prompt, or every pair, higher score chosen (6 from 4)
 SCORE_TARGETS = ('completion', 'prompt+completion')    # what the sentiment classifier reads
 REF_LOGPS = ('recorded', 'model')                      # reference log-probs from generation, or a reference forward
 WANDB_MODES = ('offline', 'online', 'disabled')
@@ -29,7 +29,7 @@ class ConfigError(ValueError):
 
 # %% ../nbs/00_config.ipynb #02c448a3
 def knob(default, help: str):
-    "A `RunConfig` field with the text that `dpo-imdb --help` shows for it."
+    "A `RunConfig` field with the text that `dpo-imdb run --help` shows for it."
     if isinstance(default, list): return field(default_factory=lambda: list(default), metadata={'help': help})
     return field(default=default, metadata={'help': help})
 
@@ -62,7 +62,7 @@ class RunConfig:
     n_eval_prompts: int = knob(500, 'held-out prompts for the evaluation')
     min_prompt_tokens: int = knob(2, 'shortest review prefix used as a prompt')
     max_prompt_tokens: int = knob(8, 'longest review prefix used as a prompt')
-    min_review_chars: int = knob(200, 'reviews shorter than this give no prompt')
+    min_review_chars: int = knob(200, 'reviews of at most this many characters give no prompt')
     # -- sampling of the completions that become pairs
     completions_per_prompt: int = knob(4, 'completions sampled per prompt and ranked by the scorer')
     max_new_tokens: int = knob(48, 'tokens per completion (pair sampling and evaluation)')

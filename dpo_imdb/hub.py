@@ -143,9 +143,10 @@ def _training(f: RunFacts) -> list[str]:
              if (f.model_dir/'images'/n).exists()]
     return lines + ([' '.join(plots)] if plots else [])
 
-def _evaluation(f: RunFacts) -> list[str]:
+def _evaluation(f: RunFacts, repo_id: str | None = None) -> list[str]:
     cfg, m = f.cfg, f.metrics
-    if not m: return ['## Evaluation', '', f'Not evaluated yet: `dpo-imdb evaluate --config {f.root}/config.json`.']
+    if not m:                                         # a card for the Hub names no local path
+        return ['## Evaluation', '', 'Not evaluated yet' + ('.' if repo_id else f': `dpo-imdb evaluate --config {f.root}/config.json`.')]
     paired = sorted({k.split('/', 1)[1] for k in m if k.startswith('policy/')} & {k.split('/', 1)[1] for k in m if k.startswith('reference/')})
     rows = [(name, m[f'reference/{name}'], m[f'policy/{name}']) for name in paired]
     rows += [(f'{name} (independent scorer)', m[f'independent/reference/{name}'], m[f'independent/policy/{name}'])
@@ -173,7 +174,8 @@ def _scorers(f: RunFacts) -> list[str]:
 def _reproduce(f: RunFacts) -> list[str]:
     versions = f.manifests.get('train', {}).get('versions', {})
     lines = ['## Reproduce', '', '`run_config.json` (next to this card) is the run\'s whole config:', '', '```sh',
-             'pip install dpo_imdb', 'dpo-imdb run --config run_config.json', '```']
+             f'pip install dpo_imdb            # before its PyPI release: pip install git+{PROJECT_URL}.git',
+             'dpo-imdb run --config run_config.json', '```']
     if versions: lines += ['', 'Trained with ' + ', '.join(f'{k} {v}' for k, v in versions.items()) + '.']
     return lines
 
@@ -189,7 +191,7 @@ def model_card(run_dir, repo_id: str | None = None, pairs_repo_id: str | None = 
         intro += (f' `{cfg.policy}` is a small GPT-2 built from a config and trained from scratch for this run, for a quick '
                   'demonstration of the method: its text is far from fluent.')
     body = [f'# {title}', '', intro] + ([f'\n{note}'] if note else []) + ['']
-    for section in (_usage(repo_id or str(f.model_dir), cfg), _method(f), _training(f), _evaluation(f), _scorers(f), _reproduce(f)):
+    for section in (_usage(repo_id or str(f.model_dir), cfg), _method(f), _training(f), _evaluation(f, repo_id), _scorers(f), _reproduce(f)):
         if section: body += section + ['']
     body += ['## Limitations', '', f'The preference signal is a sentiment classifier (`{cfg.scorer}`), not people: the model '
              'learns what that classifier rewards, blind spots included. It writes short English movie-review text '

@@ -172,7 +172,7 @@ def load_reviews(cfg: RunConfig) -> DatasetDict:
 
 def _labelled(ds: Dataset) -> Dataset: return ds.filter(lambda r: r['label'] in (0, 1))
 
-INDEPENDENT_REVIEWS = 10_000  # the independent scorer fits on a seeded sample of this many: ~1 minute for char n-grams
+INDEPENDENT_REVIEWS = 10_000  # the independent scorer fits on a seeded sample of this many test reviews
 
 def _independent_split(cfg: RunConfig, reviews: DatasetDict) -> DatasetDict:
     "The labelled test reviews the independent scorer is fitted on: none of them trained the scorer (train split)."

@@ -208,8 +208,8 @@ def column(facts) -> dict[str, str]:
     return cells
 
 def _settings(cfg: dict) -> str:
-    return (f"Every run uses the `demo` preset: a `{cfg['policy']}` policy with a {cfg['tokenizer_vocab_size']:,}-token BPE "
-            f"tokenizer fitted on the reviews, {cfg['sft_steps']} SFT steps on review text, a `{cfg['scorer']}` scorer, "
+    return (f"Every run uses the `demo` preset: a `{cfg['policy']}` policy with a BPE tokenizer of at most "
+            f"{cfg['tokenizer_vocab_size']:,} tokens fitted on the reviews, {cfg['sft_steps']} SFT steps on review text, a `{cfg['scorer']}` scorer, "
             f"{cfg['completions_per_prompt']} completions of up to {cfg['max_new_tokens']} new tokens for each of up to "
             f"{cfg['n_train_prompts']:,} train prompts, `{cfg['pairing']}` pairs, DPO for {cfg['num_epochs']:g} epochs at "
             f"beta {cfg['beta']:g}, and evaluation on {cfg['n_eval_prompts']:,} held-out prompts"
