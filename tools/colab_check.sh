@@ -36,6 +36,10 @@ had_build=$([ -e "$repo/build" ] && echo 1 || true)
 python -m build --wheel --outdir "$work/dist" "$repo" > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 [ -n "$had_build" ] || rm -rf "$repo/build"   # setuptools' scratch folder, if this made it
 wheel=$(ls "$work"/dist/*.whl)
+# setuptools warns, and may one day drop the folder, when a package directory is shipped by accident of discovery
+if grep -q "Package would be ignored" "$work/build.log"; then
+  grep -B2 -A8 "Package would be ignored" "$work/build.log"; echo "setup.py's packages miss a folder the wheel ships"; exit 1
+fi
 
 lock=${LOCK-$repo/constraints.txt}
 echo "-- fresh virtualenv: ${TORCH_SPEC:-torch==2.13.0}, then $(basename "$wheel") (no extras), ipykernel, nbconvert, ${lock:+locked by $(basename "$lock")}${lock:-unlocked}"
