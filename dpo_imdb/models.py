@@ -165,7 +165,8 @@ def _review_stream(tokenizer, texts: list[str], max_length: int) -> tuple[torch.
     "All reviews as one token stream, each followed by EOS, and the offsets where a full window can start."
     eos = tokenizer.eos_token_id
     if eos is None: raise ValueError("train_sft needs a tokenizer with an EOS token to separate reviews")
-    ids = tokenizer(list(texts), add_special_tokens=False)['input_ids']
+    # whole reviews, cut into windows below: the tokenizer's warning about texts longer than the model's context is moot
+    ids = tokenizer(list(texts), add_special_tokens=False, verbose=False)['input_ids']
     lengths = np.fromiter((len(x) + 1 for x in ids), dtype=np.int64, count=len(ids))        # each review + EOS
     stream = torch.from_numpy(np.fromiter(itertools.chain.from_iterable(x + [eos] for x in ids), dtype=np.int64,
                                           count=int(lengths.sum())))                  # 3x faster than a list
