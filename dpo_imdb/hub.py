@@ -8,10 +8,9 @@ __all__ = ['PROJECT_URL', 'PROJECT_LICENSE', 'KNOWN_LICENSES', 'LOSSES', 'CARD_I
            'check_hub_access', 'pairs_card', 'export_pairs', 'push_run']
 
 # %% ../nbs/08c_hub.ipynb #a0c1e004
-import json, os, shutil, tempfile
+import importlib, json, os, shutil, tempfile
 from dataclasses import dataclass
 from pathlib import Path
-import httpx
 from datasets import load_from_disk
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi, ModelCard, ModelCardData, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
@@ -294,6 +293,14 @@ def export_pairs(run_dir, out_dir, repo_id: str | None = None, model_repo_id: st
     return out
 
 # %% ../nbs/08c_hub.ipynb #a0c1e022
+def _http_client_errors() -> tuple[type[Exception], ...]:
+    "The base errors of the HTTP clients that huggingface_hub may raise: httpx's (1.x) and httpx2's (2.x), as installed."
+    errors = []
+    for client in ('httpx', 'httpx2'):
+        try: errors.append(importlib.import_module(client).HTTPError)
+        except ImportError: pass
+    return tuple(errors)
+
 def push_run(run_dir, repo_id: str, private: bool = False, with_pairs: bool = False, pairs_repo_id: str | None = None,
              api: HfApi | None = None) -> dict:
     "Upload the run's tuned model, tokenizer and card to model repo `repo_id` (and its pairs to a dataset repo); the URLs."
@@ -316,7 +323,7 @@ def push_run(run_dir, repo_id: str, private: bool = False, with_pairs: bool = Fa
                 target = pairs_repo_id
                 urls['pairs'] = str(api.create_repo(pairs_repo_id, repo_type='dataset', private=private, exist_ok=True))
                 api.upload_folder(repo_id=pairs_repo_id, repo_type='dataset', folder_path=tmp, commit_message=message)
-        except (HfHubHTTPError, httpx.HTTPError, OSError) as e:
+        except (HfHubHTTPError, OSError, *_http_client_errors()) as e:
             done = f" ({', '.join(urls)} pushed before)" if urls else ''
             raise HubError(f'pushing to {target} failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}{done}') from e
     return urls
