@@ -229,7 +229,11 @@ def load_tokenizer(source: str | None, texts=None, vocab_size: int = 4096):
         if Path(source).is_dir() and not any((Path(source)/f).is_file() for f in TOKENIZER_FILES):
             raise FileNotFoundError(f"{source!r} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...): save the "
                                     "model's tokenizer there with save_pretrained, or set RunConfig.tokenizer")
-        tok = AutoTokenizer.from_pretrained(source)
+        try: tok = AutoTokenizer.from_pretrained(source)
+        except OSError as e:               # the library's message spans lines and may not name the source
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise FileNotFoundError(f"cannot load a tokenizer from {source!r}: {why} (a hub id, or a directory with the "
+                                    "files save_pretrained writes; or 'train' to fit one on the reviews)") from None
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     tok.padding_side = 'left'
     return tok
