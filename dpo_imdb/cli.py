@@ -415,6 +415,10 @@ def _run(args: argparse.Namespace, cfg: RunConfig, started: float) -> int:
     else: print(f'dpo-imdb: {stop} finished: see {run.root}/report.md', flush=True)
     return 0
 
+def _error_line(e: BaseException) -> str:
+    "The message of `e` as one line: a library's may span several."
+    return ' '.join(str(e).split()) or type(e).__name__
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `dpo-imdb` and of `python -m dpo_imdb`."
     argv, started = sys.argv[1:] if argv is None else list(argv), time.time()
@@ -427,10 +431,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(to_dict(cfg), indent=2)); return 0
         return _run(args, cfg, started)
     except (ConfigError, OSError, ValueError) as e:
-        print(f'dpo-imdb: error: {e}', file=sys.stderr); return 2
+        print(f'dpo-imdb: error: {_error_line(e)}', file=sys.stderr); return 2
     except RuntimeError as e:
         if type(e).__name__ not in ('RunError', 'HubError'): raise
-        print(f'dpo-imdb: error: {e}', file=sys.stderr); return 2
+        print(f'dpo-imdb: error: {_error_line(e)}', file=sys.stderr); return 2
 
 # %% ../nbs/10_cli.ipynb #3af95edd
 #| eval: false
