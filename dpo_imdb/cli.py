@@ -397,13 +397,13 @@ def no_leftovers(root):
 def _run(args: argparse.Namespace, cfg: RunConfig, started: float) -> int:
     "Run the pipeline (or a sweep, or the frontier) for `cfg`; a finished run ends with its result."
     check_run(cfg, force=args.force)
-    if (note := cache_only_if_unreachable(cfg)) and os.environ.get('RANK', '0') == '0':   # once, not per process
+    from dpo_imdb.distributed import is_main           # torch, but not yet the hub libraries the next line switches
+    if (note := cache_only_if_unreachable(cfg)) and is_main():                  # once, not per process
         print(f'dpo-imdb: {note}', file=sys.stderr, flush=True)
     try:
         with no_leftovers(cfg.out_dir), quiet_run():
             with contextlib.redirect_stdout(io.StringIO()):     # what libraries print on import ('Running in WANDB offline mode')
                 from dpo_imdb.pipeline import run_pipeline, run_sweep
-                from dpo_imdb.distributed import is_main
             if (slow := gpu_preset_on_cpu(cfg)) and is_main(): warnings.warn(slow)   # a dpo-imdb: warning: line
             if args.command == 'sweep': run_sweep(cfg, force=args.force); return 0
             if args.command == 'frontier':
@@ -412,7 +412,7 @@ def _run(args: argparse.Namespace, cfg: RunConfig, started: float) -> int:
             stop = args.command if args.command in STAGE_COMMANDS else 'evaluate'
             run = run_pipeline(cfg, force=args.force, stop_after=stop)
     except KeyboardInterrupt:                           # Ctrl-C: one line (after a bar it may cut short), not a traceback
-        if os.environ.get('RANK', '0') == '0':
+        if is_main():
             print(f'\ndpo-imdb: interrupted: what finished is kept in {cfg.out_dir} (stages, and the chunks of the long '
                   'ones); the same command goes on from there', file=sys.stderr, flush=True)
         return 130                                      # the shell's status for a command stopped by SIGINT
