@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['LOSS_TYPES', 'PAIRINGS', 'SCORE_TARGETS', 'REF_LOGPS', 'WANDB_MODES', 'DEVICES', 'PRECISIONS', 'DECODERS',
-           'INDEPENDENT_SCORERS', 'PRESETS', 'SMOKE', 'FRONTIER_FIELDS', 'BOOKKEEPING', 'ConfigError', 'knob',
-           'RunConfig', 'validate_config', 'smoke', 'from_preset', 'to_dict', 'save_config', 'read_config_file',
+           'INDEPENDENT_SCORERS', 'BUILT_SOURCES', 'PRESETS', 'SMOKE', 'FRONTIER_FIELDS', 'BOOKKEEPING', 'ConfigError',
+           'knob', 'RunConfig', 'validate_config', 'smoke', 'from_preset', 'to_dict', 'save_config', 'read_config_file',
            'load_config', 'config_hash']
 
 # %% ../nbs/00_config.ipynb #454752b4
@@ -23,6 +23,7 @@ DEVICES = ('auto', 'cpu', 'cuda', 'mps')
 PRECISIONS = ('auto', 'fp32', 'bf16')
 DECODERS = ('auto', 'eager', 'static', 'graph', 'compile')   # the sampling loop (02_generation)
 INDEPENDENT_SCORERS = ('auto', 'tfidf', 'tfidf-char')
+BUILT_SOURCES = ('synthetic', 'train', 'tiny-gpt2', 'tfidf', 'tfidf-char', 'tiny-distilbert')   # made by a run, offline
 
 class ConfigError(ValueError):
     "A run configuration that cannot work. The message names the field and what to do."

@@ -15,9 +15,8 @@ from datasets import load_from_disk
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi, ModelCard, ModelCardData, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
-from .config import RunConfig, config_hash, from_preset, load_config, to_dict
+from .config import BUILT_SOURCES, RunConfig, config_hash, from_preset, load_config, to_dict
 from .models import TINY_CONFIGS
-from .scoring import TRAINED_SCORERS
 
 # %% ../nbs/08c_hub.ipynb #a0c1e007
 PROJECT_URL = 'https://github.com/dpo-imdb/dpo_imdb'
@@ -31,7 +30,7 @@ class HubError(RuntimeError):
 
 def is_hub_id(name: str | None) -> bool:
     "Whether `name` is a Hub repo id rather than a local path or something a run builds (`tiny-gpt2`, `synthetic`, ...)."
-    if not name or name in TINY_CONFIGS or name in TRAINED_SCORERS or name in ('synthetic', 'train') or Path(name).exists():
+    if not name or name in BUILT_SOURCES or Path(name).exists():
         return False
     try: validate_repo_id(name)
     except HFValidationError: return False
