@@ -5,15 +5,16 @@
 # %% auto #0
 __all__ = ['STAGE_COMMANDS', 'COMMANDS', 'FIELDS_EPILOG', 'PLOTS', 'GPU_PRESETS', 'dataclass_flags', 'CommandLineError',
            'chosen_preset', 'build_parser', 'parse_args', 'config_flags', 'resolve_config', 'check_data', 'check_out',
-           'check_run', 'hub_offline', 'get_data', 'hub_ids', 'cache_only_if_unreachable', 'result_summary',
-           'gpu_preset_on_cpu', 'quiet_run', 'no_leftovers', 'main']
+           'check_run', 'get_data', 'hub_ids', 'cache_only_if_unreachable', 'result_summary', 'gpu_preset_on_cpu',
+           'quiet_run', 'no_leftovers', 'main']
 
 # %% ../nbs/10_cli.ipynb #d517e592
 import argparse, contextlib, dataclasses, difflib, io, json, logging, os, shutil, sys, textwrap, time, typing, warnings
 from dataclasses import fields, replace
 from pathlib import Path
 from .config import BOOKKEEPING, BUILT_SOURCES, ConfigError, PRESETS, RunConfig, config_hash, from_preset
-from .config import load_config, read_config_file, smoke, to_dict
+from .config import hub_problem, hub_switched_off, load_config, looks_local, read_config_file
+from .config import read_hub_cache_only, smoke, to_dict
 
 # %% ../nbs/10_cli.ipynb #3f7b9c21
 def _type_name(tp) -> str:
@@ -158,10 +159,6 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     return replace(cfg, **config_flags(args))
 
 # %% ../nbs/10_cli.ipynb #d4e6f802
-def _looks_local(source: str) -> bool:
-    "A path rather than a hub id: hub ids have at most one `/` (the rule of `load_imdb` in `01_data`)."
-    return source.startswith(('/', './', '../', '~', '.')) or source.count('/') > 1 or '\\' in source
-
 def _get_data(folder: str) -> str: return f"`dpo-imdb data --out {folder}` writes IMDb there (train.parquet, test.parquet, unsup.parquet)"
 
 def _parquet_problem(path: Path) -> str | None:
@@ -175,7 +172,7 @@ def _parquet_problem(path: Path) -> str | None:
 def check_data(data: str):
     "Raise `ConfigError` when `--data` is a missing folder, a file, or a folder without readable review files."
     path = Path(data).expanduser()
-    if data == 'synthetic' or not path.exists() and not _looks_local(data): return      # the stand-in, or a hub id
+    if data == 'synthetic' or not path.exists() and not looks_local(data): return      # the stand-in, or a hub id
     if not path.exists(): raise ConfigError(f"data folder {data!r} does not exist: {_get_data(data)}, or use --data synthetic")
     if not path.is_dir():
         raise ConfigError(f"--data {data} is a file, not a folder: a run reads a folder holding train.parquet and "
@@ -191,7 +188,7 @@ def check_data(data: str):
 def _check_folder(cfg: RunConfig, name: str):
     "A model source that is a path must be an existing folder; hub ids and built models ('tiny-gpt2', 'tfidf') pass."
     value = getattr(cfg, name)
-    if not value or not _looks_local(value): return
+    if not value or not looks_local(value): return
     path = Path(value).expanduser()
     if not path.exists(): raise ConfigError(f"RunConfig.{name}: folder {value!r} does not exist")
     if not path.is_dir(): raise ConfigError(f"RunConfig.{name}: {value} is a file, not a folder (a saved model's folder)")
@@ -227,32 +224,16 @@ def check_run(cfg: RunConfig, force: bool = False):
     check_out(cfg, force)
 
 # %% ../nbs/10_cli.ipynb #e5f7a902
-def hub_offline() -> bool:
-    "Whether the environment switches the Hugging Face Hub off (`HF_HUB_OFFLINE` or `HF_DATASETS_OFFLINE`)."
-    return any(os.environ.get(v, '').strip().upper() in ('1', 'ON', 'YES', 'TRUE') for v in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE'))
-
 def _instead(out: str, why: str) -> str:
     return (f"{why}: run `dpo-imdb data --out {out}` where the hub can be reached and copy the folder here, or unpack "
             "aclImdb_v1.tar.gz from https://ai.stanford.edu/~amaas/data/sentiment/ and pass --data path/to/aclImdb "
             "(`dpo-imdb demo` needs no data)")
 
-def _hub_problem(timeout: float = 5) -> str | None:
-    "Why the Hub cannot be used from here -- switched off, or its host (`HF_ENDPOINT`) out of reach -- or None."
-    if hub_offline(): return 'the Hugging Face Hub is switched off here (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set)'
-    if any(os.environ.get(v) for v in ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy')): return None  # via the proxy
-    import socket
-    from urllib.parse import urlsplit
-    url = urlsplit(os.environ.get('HF_ENDPOINT', 'https://huggingface.co'))
-    try:
-        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == 'https' else 80)), timeout=timeout):
-            return None
-    except OSError as e: return f'the Hugging Face Hub cannot be reached ({url.hostname}: {e.strerror or e})'
-
 def get_data(out: str, source: str = 'stanfordnlp/imdb') -> dict[str, int]:
     "`dpo-imdb data`: hub dataset `source` written to folder `out` as the parquet files `--data` reads; reviews per split."
     path = Path(out).expanduser()
     if path.exists() and not path.is_dir(): raise ConfigError(f"--out {out} is a file, not a folder; choose another --out")
-    if problem := _hub_problem(): raise ConfigError(_instead(out, f'cannot download {source}: {problem}'))
+    if problem := hub_problem(): raise ConfigError(_instead(out, f'cannot download {source}: {problem}'))
     from dpo_imdb.data import save_imdb
     try: return save_imdb(path, source)
     except FileNotFoundError as e: raise ConfigError(_instead(out, str(e))) from None
@@ -261,17 +242,15 @@ def get_data(out: str, source: str = 'stanfordnlp/imdb') -> dict[str, int]:
 def hub_ids(cfg: RunConfig) -> list[str]:
     "The sources of `cfg` -- data, policy, tokenizer, scorer -- that are hub ids: neither built by the run nor a path."
     sources = (cfg.data, cfg.policy, cfg.tokenizer, cfg.scorer)
-    return list(dict.fromkeys(s for s in sources if s and s not in BUILT_SOURCES and not _looks_local(s)
+    return list(dict.fromkeys(s for s in sources if s and s not in BUILT_SOURCES and not looks_local(s)
                               and not Path(s).expanduser().exists()))
 
 def cache_only_if_unreachable(cfg: RunConfig) -> str | None:
-    """Where `cfg` loads hub ids and the Hub is out of reach, switch the hub libraries to their local cache (set
-    `HF_HUB_OFFLINE=1`) and return the line that says so; None where nothing changes. The libraries read the switch
-    when they are imported, so this runs before they are."""
+    """Where `cfg` loads hub ids and the Hub is out of reach, switch the hub libraries to their local cache (what
+    `HF_HUB_OFFLINE=1` does, `read_hub_cache_only`) and return the line that says so; None where nothing changes."""
     ids = hub_ids(cfg)
-    if not ids or hub_offline() or 'huggingface_hub' in sys.modules: return None
-    if (problem := _hub_problem()) is None: return None
-    os.environ.update(HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1')
+    if not ids or hub_switched_off() or (problem := hub_problem()) is None: return None
+    read_hub_cache_only()
     return f"{problem}: {', '.join(ids)} from the local Hugging Face cache only (as with HF_HUB_OFFLINE=1)"
 
 # %% ../nbs/10_cli.ipynb #f6a8b002

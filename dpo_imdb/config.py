@@ -5,11 +5,12 @@
 # %% auto #0
 __all__ = ['LOSS_TYPES', 'PAIRINGS', 'SCORE_TARGETS', 'REF_LOGPS', 'WANDB_MODES', 'DEVICES', 'PRECISIONS', 'DECODERS',
            'INDEPENDENT_SCORERS', 'BUILT_SOURCES', 'PRESETS', 'SMOKE', 'FRONTIER_FIELDS', 'BOOKKEEPING', 'ConfigError',
-           'knob', 'RunConfig', 'validate_config', 'smoke', 'from_preset', 'to_dict', 'save_config', 'read_config_file',
-           'load_config', 'config_hash']
+           'knob', 'RunConfig', 'validate_config', 'looks_local', 'hub_switched_off', 'hub_problem',
+           'read_hub_cache_only', 'smoke', 'from_preset', 'to_dict', 'save_config', 'read_config_file', 'load_config',
+           'config_hash']
 
 # %% ../nbs/00_config.ipynb #454752b4
-import hashlib, json, types, typing
+import hashlib, json, os, sys, types, typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -211,6 +212,33 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     _check(cfg.independent_scorer != cfg.scorer, 'independent_scorer',
            f'must be a different kind of model from the scorer ({cfg.scorer!r}): choose auto', cfg.independent_scorer)
     return cfg
+
+# %% ../nbs/00_config.ipynb #94886bdd
+def looks_local(source: str) -> bool:
+    "A path, not a hub id: hub ids (`gpt2`, `stanfordnlp/imdb`) have at most one `/` and start with none of `.` `/` `~`."
+    return source.startswith(('/', '.', '~')) or source.count('/') > 1 or '\\' in source
+
+def hub_switched_off() -> bool:
+    "Whether the environment switches the Hugging Face Hub off (`HF_HUB_OFFLINE` or `HF_DATASETS_OFFLINE`)."
+    return any(os.environ.get(v, '').strip().upper() in ('1', 'ON', 'YES', 'TRUE') for v in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE'))
+
+def hub_problem(timeout: float = 5) -> str | None:
+    "Why the Hub cannot be used from here -- switched off, or its host (`HF_ENDPOINT`) out of reach -- or None."
+    if hub_switched_off(): return 'the Hugging Face Hub is switched off here (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set)'
+    if any(os.environ.get(v) for v in ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy')): return None  # via the proxy
+    import socket
+    from urllib.parse import urlsplit
+    url = urlsplit(os.environ.get('HF_ENDPOINT', 'https://huggingface.co'))
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == 'https' else 80)), timeout=timeout):
+            return None
+    except OSError as e: return f'the Hugging Face Hub cannot be reached ({url.hostname}: {e.strerror or e})'
+
+def read_hub_cache_only():
+    "Switch the hub libraries to their local cache, as `HF_HUB_OFFLINE=1` does, whether they are imported yet or not."
+    os.environ.update(HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1')            # read when the libraries are imported
+    if hub := sys.modules.get('huggingface_hub.constants'): hub.HF_HUB_OFFLINE = True     # read at each request
+    if ds := sys.modules.get('datasets.config'): ds.HF_HUB_OFFLINE = ds.HF_DATASETS_OFFLINE = True
 
 # %% ../nbs/00_config.ipynb #4970d8da
 PRESETS: dict[str, dict] = {

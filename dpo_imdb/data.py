@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import datasets
 from datasets import Dataset, DatasetDict, Features, List, Value
-from .config import RunConfig
+from .config import RunConfig, hub_problem, hub_switched_off, looks_local, read_hub_cache_only
 from .synthetic import synthetic_reviews
 
 # %% ../nbs/01_data.ipynb #9ab0c64d
@@ -77,9 +77,6 @@ def _load_aclimdb(path: Path) -> DatasetDict:
     return DatasetDict(dd)
 
 # %% ../nbs/01_data.ipynb #f60dca27
-def _looks_local(source: str) -> bool:
-    return source.startswith(('/', './', '../', '~', '.')) or source.count('/') > 1 or '\\' in source
-
 HUB_SPLITS = {'unsupervised': 'unsup'}        # the hub's name of IMDb's unlabelled split, and ours
 
 def _load_hub(source: str, load=None) -> DatasetDict:
@@ -110,7 +107,7 @@ def load_imdb(source: str = 'stanfordnlp/imdb', seed: int = 0, n_synthetic: int 
         if any((path/s).is_dir() for s in ('train', 'test')): return _load_aclimdb(path)
         if any((path/f'{s}.parquet').is_file() for s in SPLITS): return _load_parquet_dir(path)
         raise FileNotFoundError(f"{path} has no train/test/unsup.parquet files and no aclImdb layout (train/pos/*.txt)")
-    if _looks_local(source): raise FileNotFoundError(f"data directory {source!r} does not exist")
+    if looks_local(source): raise FileNotFoundError(f"data directory {source!r} does not exist")
     return _load_hub(source)
 
 # %% ../nbs/01_data.ipynb #42952274
@@ -158,6 +155,9 @@ def pick_source(kind: str, verbose: bool = True) -> Source:
     "The hub id where it loads, else the folder `SOURCE_VARS[kind]` names, else the stand-in; prints which."
     if kind not in HUB_SOURCES: raise ValueError(f"kind must be one of {', '.join(HUB_SOURCES)}, got {kind!r}")
     hub_id, var, folder = HUB_SOURCES[kind], SOURCE_VARS[kind], os.environ.get(SOURCE_VARS[kind])
+    if not hub_switched_off() and (problem := hub_problem()):     # else the hub client retries ~23 s before its cache
+        read_hub_cache_only()
+        if verbose: print(f'{problem}: hub ids are read from the local Hugging Face cache only (as with HF_HUB_OFFLINE=1)')
     if on_hub(kind): src, line = Source(kind, hub_id, 'hub'), f'{hub_id}, from the Hugging Face hub (or its local cache)'
     elif folder and Path(folder).is_dir():
         src, line = Source(kind, folder, 'local'), f'the folder that ${var} names ({Path(folder).name}/; {hub_id} is out of reach)'
