@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['LOSS_TYPES', 'PAIRINGS', 'SCORE_TARGETS', 'REF_LOGPS', 'WANDB_MODES', 'DEVICES', 'PRECISIONS', 'DECODERS',
-           'INDEPENDENT_SCORERS', 'BUILT_SOURCES', 'PRESETS', 'SMOKE', 'FRONTIER_FIELDS', 'BOOKKEEPING', 'ConfigError',
-           'knob', 'RunConfig', 'validate_config', 'looks_local', 'hub_switched_off', 'hub_problem',
-           'read_hub_cache_only', 'smoke', 'from_preset', 'to_dict', 'save_config', 'read_config_file', 'load_config',
-           'config_hash']
+           'INDEPENDENT_SCORERS', 'BUILT_SOURCES', 'PROXY_VARS', 'PRESETS', 'SMOKE', 'FRONTIER_FIELDS', 'BOOKKEEPING',
+           'ConfigError', 'knob', 'RunConfig', 'validate_config', 'looks_local', 'hub_switched_off', 'host_problem',
+           'hub_problem', 'read_hub_cache_only', 'smoke', 'from_preset', 'to_dict', 'save_config', 'read_config_file',
+           'load_config', 'config_hash']
 
 # %% ../nbs/00_config.ipynb #454752b4
 import hashlib, json, os, sys, types, typing
@@ -222,17 +222,24 @@ def hub_switched_off() -> bool:
     "Whether the environment switches the Hugging Face Hub off (`HF_HUB_OFFLINE` or `HF_DATASETS_OFFLINE`)."
     return any(os.environ.get(v, '').strip().upper() in ('1', 'ON', 'YES', 'TRUE') for v in ('HF_HUB_OFFLINE', 'HF_DATASETS_OFFLINE'))
 
+PROXY_VARS = ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy')
+
+def host_problem(url: str, timeout: float = 5) -> str | None:
+    "Why the host of `url` takes no TCP connection from here (`host: reason`), or None; None too where a proxy is set."
+    if any(os.environ.get(v) for v in PROXY_VARS): return None           # a proxy makes the connection
+    import socket
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == 'https' else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout): return None
+    except OSError as e: return f'{parts.hostname}: {e.strerror or e}'
+
 def hub_problem(timeout: float = 5) -> str | None:
     "Why the Hub cannot be used from here -- switched off, or its host (`HF_ENDPOINT`) out of reach -- or None."
     if hub_switched_off(): return 'the Hugging Face Hub is switched off here (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set)'
-    if any(os.environ.get(v) for v in ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy')): return None  # via the proxy
-    import socket
-    from urllib.parse import urlsplit
-    url = urlsplit(os.environ.get('HF_ENDPOINT', 'https://huggingface.co'))
-    try:
-        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == 'https' else 80)), timeout=timeout):
-            return None
-    except OSError as e: return f'the Hugging Face Hub cannot be reached ({url.hostname}: {e.strerror or e})'
+    if why := host_problem(os.environ.get('HF_ENDPOINT', 'https://huggingface.co'), timeout):
+        return f'the Hugging Face Hub cannot be reached ({why})'
 
 def read_hub_cache_only():
     "Switch the hub libraries to their local cache, as `HF_HUB_OFFLINE=1` does, whether they are imported yet or not."

@@ -148,7 +148,7 @@ from .models import (TINY_CONFIGS, _weightless, compute_dtype, context_size, loa
 from .generation import generate_from_config, sampling_from_config
 from .scoring import load_scorer, score_completions, independent_kind, TFIDF_KINDS, TRAINED_SCORERS
 from .triplets import make_triplets, save_triplets, load_triplets, plot_margins
-from .training import train_dpo, log_evaluation
+from .training import check_wandb, train_dpo, log_evaluation
 from .evaluation import evaluate_policy, samples_table, markdown_table, plot_sentiment, plot_frontier
 from .hub import write_model_card
 
@@ -509,6 +509,7 @@ def run_pipeline(cfg: RunConfig, force: bool = False, stop_after: str = 'evaluat
     todo = STAGES[:STAGES.index(stop_after) + 1]
     init_distributed(cpu=resolve_device(cfg.device).type == 'cpu')     # launched as N processes: join them (07a)
     if 'train' in todo: per_device_batch(cfg.train_batch_size)          # a batch N cannot share: refused before any work
+    if 'train' in todo and is_main(): check_wandb(cfg.wandb_mode)      # so is W&B that cannot log
     run = RunDir(cfg, force=force, progress=progress)
     # only the main process makes the setup and the prompts from the reviews
     reviews = None if not is_main() or run.done('setup') and run.done('prompts') else load_reviews(cfg)
@@ -581,6 +582,7 @@ def write_report(run: RunDir) -> Path:
 # %% ../nbs/08_pipeline.ipynb #5fcda4a5
 def run_sweep(cfg: RunConfig, force: bool = False) -> list[dict]:
     "Train and evaluate one policy per `cfg.betas_sweep`; save the points and the frontier plot."
+    if is_main(): check_wandb(cfg.wandb_mode)
     run = run_pipeline(cfg, force=force, stop_after='triplets')
     models = setup_models(cfg, run)
     prompts, pairs = run_prompts(cfg, run, models.tokenizer), run_triplets(cfg, run, None)

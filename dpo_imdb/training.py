@@ -6,8 +6,8 @@
 __all__ = ['ID_COLUMNS', 'REF_COLUMNS', 'OBJECTIVES', 'CHECKPOINTING_ARG', 'NO_CHECKPOINTING', 'PLOTS', 'dpo_batch',
            'plain_dpo_step', 'train_dpo_plain', 'has_columns', 'fit_max_length', 'PackedPreferenceCollator',
            'TripletDPOTrainer', 'dpo_config', 'QuietProgress', 'make_trainer', 'StepHostReads', 'history_from_log',
-           'save_history', 'plot_history', 'wandb_run_id', 'wandb_run_env', 'log_evaluation', 'TrainResult',
-           'SessionSteps', 'train_dpo']
+           'save_history', 'plot_history', 'wandb_run_id', 'check_wandb', 'wandb_run_env', 'log_evaluation',
+           'TrainResult', 'SessionSteps', 'train_dpo']
 
 # %% ../nbs/06_training.ipynb #d6246e09
 import contextlib, copy, importlib.util, json, os, time, uuid, warnings
@@ -24,7 +24,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from .models import HostReads, causal_mask, compute_dtype, resolve_device
-from .config import RunConfig
+from .config import RunConfig, host_problem
 from .loss import dpo_loss, pack_completions, sequence_logps, unlikelihood_loss
 from .distributed import is_main, per_device_batch
 
@@ -347,14 +347,31 @@ def wandb_run_id(wandb_dir) -> str:
     f.write_text(run_id + '\n')
     return run_id
 
+def _need_wandb(mode: str):
+    if importlib.util.find_spec('wandb') is None:
+        raise ValueError(f"RunConfig.wandb_mode={mode!r} needs the wandb package: pip install wandb, or set wandb_mode='disabled'")
+
+def check_wandb(mode: str):
+    """Refuse at once, saying what to do, a W&B mode that would fail when training starts: any but 'disabled' without
+    the wandb package; 'online' with W&B's server out of reach, or without a W&B login."""
+    if mode == 'disabled': return
+    _need_wandb(mode)
+    if mode != 'online': return
+    import wandb
+    instead = "or wandb_mode='offline' writes the run to local files, which `wandb sync` uploads later"
+    if why := host_problem(os.environ.get('WANDB_BASE_URL') or wandb.setup().settings.base_url):
+        raise ValueError(f"RunConfig.wandb_mode='online', but W&B's server cannot be reached ({why}); {instead}")
+    try: logged_in = wandb.login(verify=False)   # WANDB_API_KEY, ~/.netrc or W&B's settings; else a terminal is asked
+    except wandb.errors.UsageError: logged_in = False                  # no key, and no terminal to ask for one
+    if not logged_in:
+        raise ValueError(f"RunConfig.wandb_mode='online' needs a W&B login: run `wandb login` or set WANDB_API_KEY; {instead}")
+
 @contextlib.contextmanager
 def wandb_run_env(cfg: RunConfig, out_dir):
     "Yield trl's `report_to` for `cfg.wandb_mode`, with W&B's environment pointing at `out_dir/'wandb'` meanwhile."
     if cfg.wandb_mode == 'disabled':
         yield 'none'; return
-    if importlib.util.find_spec('wandb') is None:
-        raise ValueError(f"RunConfig.wandb_mode={cfg.wandb_mode!r} needs the wandb package: "
-                         "pip install wandb, or set wandb_mode='disabled'")
+    _need_wandb(cfg.wandb_mode)
     wandb_dir = Path(out_dir) / 'wandb'; wandb_dir.mkdir(parents=True, exist_ok=True)
     settings = {'WANDB_MODE': cfg.wandb_mode, 'WANDB_DIR': str(wandb_dir), 'WANDB_PROJECT': cfg.wandb_project,
                 'WANDB_SILENT': 'true', 'WANDB_DISABLE_CODE': 'true', 'WANDB_LOG_MODEL': 'false', 'WANDB_WATCH': 'false',
