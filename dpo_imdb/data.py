@@ -152,7 +152,8 @@ def on_hub(kind: str) -> bool:
     return _loads(lambda: AutoConfig.from_pretrained(hub_id))
 
 def pick_source(kind: str, verbose: bool = True) -> Source:
-    "The hub id where it loads, else the folder `SOURCE_VARS[kind]` names, else the stand-in; prints which."
+    """The hub id where it loads, else the folder `SOURCE_VARS[kind]` names, else the stand-in; prints which. Where the
+    hub's host is out of reach, it first switches the hub libraries to their local cache (`read_hub_cache_only`)."""
     if kind not in HUB_SOURCES: raise ValueError(f"kind must be one of {', '.join(HUB_SOURCES)}, got {kind!r}")
     hub_id, var, folder = HUB_SOURCES[kind], SOURCE_VARS[kind], os.environ.get(SOURCE_VARS[kind])
     if not hub_switched_off() and (problem := hub_problem()):     # else the hub client retries ~23 s before its cache
