@@ -368,19 +368,21 @@ def check_wandb(mode: str):
 
 @contextlib.contextmanager
 def wandb_run_env(cfg: RunConfig, out_dir):
-    "Yield trl's `report_to` for `cfg.wandb_mode`, with W&B's environment pointing at `out_dir/'wandb'` meanwhile."
+    """Yield trl's `report_to` for `cfg.wandb_mode`, with the W&B run of `out_dir/'wandb'` started by the main process
+    meanwhile; transformers' W&B callback logs to it."""
     if cfg.wandb_mode == 'disabled':
         yield 'none'; return
     _need_wandb(cfg.wandb_mode)
+    import wandb
     wandb_dir = Path(out_dir) / 'wandb'; wandb_dir.mkdir(parents=True, exist_ok=True)
-    settings = {'WANDB_MODE': cfg.wandb_mode, 'WANDB_DIR': str(wandb_dir), 'WANDB_PROJECT': cfg.wandb_project,
-                'WANDB_SILENT': 'true', 'WANDB_DISABLE_CODE': 'true', 'WANDB_LOG_MODEL': 'false', 'WANDB_WATCH': 'false',
-                'WANDB_RUN_ID': wandb_run_id(wandb_dir), 'WANDB_RESUME': 'allow'}
-    saved = {k: os.environ.get(k) for k in settings}
-    os.environ.update(settings)
+    callback = {'WANDB_LOG_MODEL': 'false', 'WANDB_WATCH': 'false'}      # what transformers' callback reads
+    saved = {k: os.environ.get(k) for k in callback}
+    os.environ.update(callback)
+    # W&B's own settings as arguments: it reads its environment variables once per process, when it is first set up
+    if is_main(): wandb.init(project=cfg.wandb_project, name=cfg.name, id=wandb_run_id(wandb_dir), resume='allow',
+                             dir=str(wandb_dir), mode=cfg.wandb_mode, settings=wandb.Settings(silent=True, save_code=False))
     try: yield 'wandb'
     finally:
-        import wandb
         if wandb.run is not None: wandb.finish()
         for k, v in saved.items():
             if v is None: os.environ.pop(k, None)
@@ -389,9 +391,9 @@ def wandb_run_env(cfg: RunConfig, out_dir):
 def log_evaluation(cfg: RunConfig, train_dir, metrics: dict, images: dict | None = None) -> str | None:
     "Log held-out `metrics` and `images` ({name: png path}) as `evaluate/<name>` to the W&B run of the training in `train_dir`."
     with wandb_run_env(cfg, train_dir) as report_to:
-        if report_to == 'none': return None
+        if report_to == 'none' or not is_main(): return None
         import wandb
-        run = wandb.init(project=cfg.wandb_project, name=cfg.name)
+        run = wandb.run
         values = {f'evaluate/{k}': v for k, v in metrics.items() if isinstance(v, (int, float))}
         run.log({**values, **{f'evaluate/{k}': wandb.Image(str(p)) for k, p in (images or {}).items()}})
         run.summary.update(values)
