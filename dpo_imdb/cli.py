@@ -13,8 +13,8 @@ import argparse, contextlib, dataclasses, difflib, io, json, logging, os, shutil
 from dataclasses import fields, replace
 from pathlib import Path
 from .config import BOOKKEEPING, BUILT_SOURCES, ConfigError, PRESETS, RunConfig, config_hash, from_preset
-from .config import hub_problem, hub_switched_off, load_config, looks_local, read_config_file
-from .config import read_hub_cache_only, smoke, to_dict
+from .config import hub_problem, load_config, looks_local, read_config_file, read_hub_cache_only_if_unreachable
+from .config import smoke, to_dict
 
 # %% ../nbs/10_cli.ipynb #3f7b9c21
 def _type_name(tp) -> str:
@@ -249,8 +249,7 @@ def cache_only_if_unreachable(cfg: RunConfig) -> str | None:
     """Where `cfg` loads hub ids and the Hub is out of reach, switch the hub libraries to their local cache (what
     `HF_HUB_OFFLINE=1` does, `read_hub_cache_only`) and return the line that says so; None where nothing changes."""
     ids = hub_ids(cfg)
-    if not ids or hub_switched_off() or (problem := hub_problem()) is None: return None
-    read_hub_cache_only()
+    if not ids or (problem := read_hub_cache_only_if_unreachable()) is None: return None
     return f"{problem}: {', '.join(ids)} from the local Hugging Face cache only (as with HF_HUB_OFFLINE=1)"
 
 # %% ../nbs/10_cli.ipynb #f6a8b002
@@ -374,7 +373,7 @@ def no_leftovers(root):
 def _run(args: argparse.Namespace, cfg: RunConfig, started: float) -> int:
     "Run the pipeline (or a sweep, or the frontier) for `cfg`; a finished run ends with its result."
     check_run(cfg, force=args.force)
-    from dpo_imdb.distributed import is_main           # torch, but not yet the hub libraries the next line switches
+    from dpo_imdb.distributed import is_main
     if (note := cache_only_if_unreachable(cfg)) and is_main():                  # once, not per process
         print(f'dpo-imdb: {note}', file=sys.stderr, flush=True)
     try:

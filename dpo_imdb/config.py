@@ -6,8 +6,8 @@
 __all__ = ['LOSS_TYPES', 'PAIRINGS', 'SCORE_TARGETS', 'REF_LOGPS', 'WANDB_MODES', 'DEVICES', 'PRECISIONS', 'DECODERS',
            'INDEPENDENT_SCORERS', 'BUILT_SOURCES', 'PROXY_VARS', 'PRESETS', 'SMOKE', 'FRONTIER_FIELDS', 'BOOKKEEPING',
            'ConfigError', 'knob', 'RunConfig', 'validate_config', 'looks_local', 'hub_switched_off', 'host_problem',
-           'hub_problem', 'read_hub_cache_only', 'smoke', 'from_preset', 'to_dict', 'save_config', 'read_config_file',
-           'load_config', 'config_hash']
+           'hub_problem', 'read_hub_cache_only', 'read_hub_cache_only_if_unreachable', 'smoke', 'from_preset',
+           'to_dict', 'save_config', 'read_config_file', 'load_config', 'config_hash']
 
 # %% ../nbs/00_config.ipynb #454752b4
 import hashlib, json, os, sys, types, typing
@@ -246,6 +246,12 @@ def read_hub_cache_only():
     os.environ.update(HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1')            # read when the libraries are imported
     if hub := sys.modules.get('huggingface_hub.constants'): hub.HF_HUB_OFFLINE = True     # read at each request
     if ds := sys.modules.get('datasets.config'): ds.HF_HUB_OFFLINE = ds.HF_DATASETS_OFFLINE = True
+
+def read_hub_cache_only_if_unreachable() -> str | None:
+    "Where the hub is switched on but its host is out of reach, `read_hub_cache_only` and return why; else None."
+    if hub_switched_off() or (why := hub_problem()) is None: return None
+    read_hub_cache_only()
+    return why
 
 # %% ../nbs/00_config.ipynb #4970d8da
 PRESETS: dict[str, dict] = {

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import datasets
 from datasets import Dataset, DatasetDict, Features, List, Value
-from .config import RunConfig, hub_problem, hub_switched_off, looks_local, read_hub_cache_only
+from .config import RunConfig, looks_local, read_hub_cache_only_if_unreachable
 from .synthetic import synthetic_reviews
 
 # %% ../nbs/01_data.ipynb #9ab0c64d
@@ -156,9 +156,8 @@ def pick_source(kind: str, verbose: bool = True) -> Source:
     hub's host is out of reach, it first switches the hub libraries to their local cache (`read_hub_cache_only`)."""
     if kind not in HUB_SOURCES: raise ValueError(f"kind must be one of {', '.join(HUB_SOURCES)}, got {kind!r}")
     hub_id, var, folder = HUB_SOURCES[kind], SOURCE_VARS[kind], os.environ.get(SOURCE_VARS[kind])
-    if not hub_switched_off() and (problem := hub_problem()):     # else the hub client retries ~23 s before its cache
-        read_hub_cache_only()
-        if verbose: print(f'{problem}: hub ids are read from the local Hugging Face cache only (as with HF_HUB_OFFLINE=1)')
+    if (problem := read_hub_cache_only_if_unreachable()) and verbose:   # else the hub client retries ~23 s each
+        print(f'{problem}: hub ids are read from the local Hugging Face cache only (as with HF_HUB_OFFLINE=1)')
     if on_hub(kind): src, line = Source(kind, hub_id, 'hub'), f'{hub_id}, from the Hugging Face hub (or its local cache)'
     elif folder and Path(folder).is_dir():
         src, line = Source(kind, folder, 'local'), f'the folder that ${var} names ({Path(folder).name}/; {hub_id} is out of reach)'

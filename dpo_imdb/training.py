@@ -375,14 +375,13 @@ def wandb_run_env(cfg: RunConfig, out_dir):
     _need_wandb(cfg.wandb_mode)
     import wandb
     wandb_dir = Path(out_dir) / 'wandb'; wandb_dir.mkdir(parents=True, exist_ok=True)
-    run_id = wandb_run_id(wandb_dir) if is_main() else None
     env = {'WANDB_MODE': cfg.wandb_mode, 'WANDB_DIR': str(wandb_dir), 'WANDB_PROJECT': cfg.wandb_project,
            'WANDB_SILENT': 'true', 'WANDB_DISABLE_CODE': 'true', 'WANDB_LOG_MODEL': 'false', 'WANDB_WATCH': 'false'}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)       # what W&B reads where it is first set up here (offline: it then sends nothing at all)
     # and its settings as arguments, for a process where W&B was set up before and reads its variables no more
-    if is_main(): wandb.init(project=cfg.wandb_project, name=cfg.name, id=run_id, resume='allow', dir=str(wandb_dir),
-                             mode=cfg.wandb_mode, settings=wandb.Settings(silent=True, save_code=False))
+    if is_main(): wandb.init(project=cfg.wandb_project, name=cfg.name, id=wandb_run_id(wandb_dir), resume='allow',
+                             dir=str(wandb_dir), mode=cfg.wandb_mode, settings=wandb.Settings(silent=True, save_code=False))
     try: yield 'wandb'
     finally:
         if wandb.run is not None: wandb.finish()
