@@ -128,12 +128,13 @@ def best_of_n_points(cfg: RunConfig, models, prompts, ns: list[int]) -> list[dic
     samples = generate_completions(models.reference, models.tokenizer, prompts, sampling, models.dtype, progress=False)
     texts = score_texts(samples, cfg.score_target)
     shape = (len(prompts), sampling.n)                                     # rows are prompt-major: (P, N_max)
-    reward = models.scorer(texts).probs.astype(np.float64).reshape(shape)
+    scores = models.scorer(texts)
+    reward = scores.probs.astype(np.float64).reshape(shape)
     independent = models.independent_scorer(texts).probs.astype(np.float64).reshape(shape)
     ids, rows = samples['completion_ids'][:], np.arange(shape[0])
     points = []
     for n in sorted(set(ns)):
-        pick = reward[:, :n].argmax(1)                                     # (P,) first best on ties
+        pick = scores.logits.reshape(shape)[:, :n].argmax(1)   # (P,): log-odds, as float32 probs tie near 1
         points.append({'n': n, 'step': 0, 'kl': best_of_n_kl(n), 'kl_source': 'analytic (log N - (N-1)/N)',
                        'reward': float(reward[rows, pick].mean()),
                        'independent_reward': float(independent[rows, pick].mean()),

@@ -210,6 +210,8 @@ def output_problems(where: str, text: str) -> list[str]:
     "What a saved output must not show a reader."
     problems = [f'{where}: a warning in a saved output: {m.group(0)}' for m in WARNING.finditer(text)][:1]
     problems += [f'{where}: "skipped" in a saved output' for _ in SKIPPED.finditer(text)][:1]
+    if 'Running in WANDB offline mode' in text:    # transformers prints it at import where WANDB_MODE=offline is set
+        problems.append(f'{where}: W&B\'s offline-mode notice in a saved output: run it without WANDB_MODE, or clear it')
     if '\ufffd' in text: problems.append(f'{where}: a replacement character (U+FFFD) in a saved output: text decoded wrongly')
     return problems + [f'{where}: {p}' for p in help_transcript_problems(text)]
 
