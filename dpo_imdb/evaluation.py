@@ -156,10 +156,12 @@ def plot_sentiment(result: EvalResult, path=None, scorer_prefix: str = ''):
     return fig
 
 # %% ../nbs/07_evaluation.ipynb #028f403f
+def _measured(p: dict, key: str) -> bool: return p.get(key) is not None and p[key] == p[key]     # not None, not NaN
+
 def pareto_front(points: list[dict], key: str = 'reward') -> list[dict]:
     "The upper envelope of `key` against `kl`: by increasing KL, each point beats every point of lower or equal KL."
     front, best = [], -math.inf
-    for p in sorted((p for p in points if p.get(key) is not None and p[key] == p[key]), key=lambda p: (p['kl'], -p[key])):
+    for p in sorted((p for p in points if _measured(p, key)), key=lambda p: (p['kl'], -p[key])):
         if p[key] > best: front.append(p); best = p[key]
     return front
 
@@ -175,9 +177,10 @@ def frontier_table(points: list[dict], budgets=(1, 2.5, 5, 10, 20), key: str = '
         label = own[0].get('label', m)
         row = {'runs': len({p.get('run', i) for i, p in enumerate(own)}), 'points': len(own)}
         for b in budgets:
-            within = [p[key] for p in own + reference if p['kl'] <= b and p[key] == p[key]]
+            within = [p[key] for p in own + reference if p['kl'] <= b and _measured(p, key)]
             row[f'KL <= {b:g}'] = max(within) if within else float('nan')
-        best = max(own, key=lambda p: p[key])
+        scored = [p for p in own if _measured(p, key)]
+        best = max(scored, key=lambda p: p[key]) if scored else {key: float('nan'), 'kl': float('nan')}
         row['best'], row['at KL'] = best[key], best['kl']
         rows[label] = row
     return pd.DataFrame(rows).T.astype({'runs': int, 'points': int})
@@ -187,7 +190,7 @@ MARKERS = 'osD^vPX*<>'
 def plot_frontier(points: list[dict], path=None, title: str = 'Reward vs KL',
                   panels=(('reward', 'training scorer'), ('independent_reward', 'independent scorer'))):
     "Reward against KL(policy || reference): one colour per method, every point, each method's upper envelope."
-    panels = [(k, name) for k, name in panels if any(p.get(k) is not None and p[k] == p[k] for p in points)]
+    panels = [(k, name) for k, name in panels if any(_measured(p, k) for p in points)]
     fig, axs = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.6), squeeze=False)
     reference = [p for p in points if p['method'] == 'reference']
     for ax, (key, name) in zip(axs[0], panels):
