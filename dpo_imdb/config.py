@@ -175,13 +175,17 @@ def _check_choice(cfg, field: str, choices: tuple):
 def validate_config(cfg: RunConfig) -> RunConfig:
     "Raise `ConfigError` naming the first field that cannot work; return `cfg` otherwise."
     _check_types(cfg)
-    for name in ('sft_steps', 'n_train_prompts', 'n_eval_prompts', 'min_review_chars', 'top_k', 'eval_top_k',
+    for name in ('sft_steps', 'min_review_chars', 'top_k', 'eval_top_k',
                  'logging_steps', 'max_reviews'):
         _check(getattr(cfg, name) >= 0, name, 'must be >= 0', getattr(cfg, name))
-    for name in ('sft_batch_size', 'sft_max_length', 'sft_reviews', 'tokenizer_vocab_size', 'min_prompt_tokens', 'max_new_tokens',
+    for name in ('n_train_prompts', 'n_eval_prompts', 'sft_batch_size', 'sft_max_length', 'sft_reviews', 'min_prompt_tokens',
+                 'max_new_tokens',
                  'gen_batch_size', 'score_batch_size', 'train_batch_size', 'eval_batch_size', 'grad_accum_steps',
                  'max_length', 'eval_steps', 'save_steps', 'eval_samples_per_prompt', 'chunk_prompts'):
         _check(getattr(cfg, name) > 0, name, 'must be > 0', getattr(cfg, name))
+    _check(0 <= cfg.seed < 2**32, 'seed', 'must be in [0, 2**32), as numpy and scikit-learn need', cfg.seed)
+    _check(cfg.tokenizer_vocab_size >= 257, 'tokenizer_vocab_size', 'must be >= 257 (256 bytes and end-of-text)',
+           cfg.tokenizer_vocab_size)
     _check(cfg.max_prompt_tokens >= cfg.min_prompt_tokens, 'max_prompt_tokens',
            f'must be >= min_prompt_tokens ({cfg.min_prompt_tokens})', cfg.max_prompt_tokens)
     _check(cfg.completions_per_prompt >= 2, 'completions_per_prompt',

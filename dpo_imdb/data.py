@@ -82,8 +82,10 @@ HUB_SPLITS = {'unsupervised': 'unsup'}        # the hub's name of IMDb's unlabel
 def _load_hub(source: str, load=None) -> DatasetDict:
     try: dd = (load or datasets.load_dataset)(source)
     except Exception as e:
-        raise FileNotFoundError(f"{source!r} is not a local path and could not be loaded from the hub "
-                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+        raise FileNotFoundError(f"{source!r}: no such folder here, and the hub did not give it as a dataset "
+                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); for IMDb in a "
+                                "folder, `dpo-imdb data --out DIR` writes one where the hub can be reached: then "
+                                "pass --data DIR") from e
     out = {}
     for split, ds in dd.items():
         missing = [c for c in ('text', 'label') if c not in ds.column_names]

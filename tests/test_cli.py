@@ -9,6 +9,7 @@ import yaml
 from conftest import cli
 from dpo_imdb.config import RunConfig, from_preset, load_config, save_config, to_dict
 from dpo_imdb.synthetic import synthetic_reviews
+from dpo_imdb import __version__ as dpo_imdb_version
 
 TIMEOUT = 180          # seconds, for a command that does not train
 
@@ -113,8 +114,12 @@ def test_a_bad_frontier_budget_is_one_line_and_exit_2(budget):
     assert_one_line_error(dpo_imdb('frontier', '--budget', budget),
                           f"argument --budget: must be a number of seconds > 0, got '{budget}'")
 
-def test_no_command_is_one_line_and_exit_2():
-    assert_one_line_error(dpo_imdb(), 'the following arguments are required: command')
+def test_no_command_lists_the_commands():
+    res = dpo_imdb()
+    assert res.returncode == 0 and res.stdout.startswith('usage: dpo-imdb') and not res.stderr, res
+    assert all(f'    {c} ' in res.stdout for c in ('run', 'demo', 'frontier', 'data', 'push')), res.stdout
+    version = dpo_imdb('--version')
+    assert (version.returncode, version.stdout) == (0, f'dpo-imdb {dpo_imdb_version}\n'), version
 
 def test_python_m_dpo_imdb_is_the_same_command(tmp_path):
     for argv in (['--help'], ['run', '--preset', 'colab', '--help'], ['config', '--preset', 'test', '--seed', '4'],
@@ -218,10 +223,11 @@ def test_each_warning_once_as_one_line(capsys):
         warnings.simplefilter('always')                  # Python would show a warning again from another line
         for _ in range(3):
             warnings.warn('make_prompts: asked for 3000 train prompts,\n  but got 2606')
-            logging.getLogger('transformers.trainer').warning('mtime may not be reliable on this filesystem')
+            logging.getLogger('transformers.trainer').warning('low on disk space')
+            logging.getLogger('transformers.trainer').warning('mtime may not be reliable on this filesystem')   # NOISE
     assert capsys.readouterr().err.splitlines() == [
         'dpo-imdb: warning: make_prompts: asked for 3000 train prompts, but got 2606',
-        'dpo-imdb: warning: mtime may not be reliable on this filesystem']
+        'dpo-imdb: warning: low on disk space']
     assert not any(type(h).__name__ == '_Lines' for h in logging.getLogger('transformers').handlers)     # put back
 
 BAR = re.compile(r'^\s*(?:(.+?): *)?\d+%\|')
