@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['STAGE_COMMANDS', 'COMMANDS', 'FIELDS_EPILOG', 'PLOTS', 'GPU_PRESETS', 'NOISE', 'dataclass_flags', 'CommandLineError',
            'chosen_preset', 'build_parser', 'parse_args', 'config_flags', 'resolve_config', 'check_data', 'check_out',
-           'check_run', 'get_data', 'hub_ids', 'cache_only_if_unreachable', 'result_summary', 'gpu_preset_on_cpu',
-           'quiet_run', 'no_leftovers', 'main']
+           'check_run', 'get_data', 'hub_ids', 'cache_only_if_unreachable', 'result_summary', 'sweep_summary',
+           'gpu_preset_on_cpu', 'quiet_run', 'no_leftovers', 'main']
 
 # %% ../nbs/10_cli.ipynb #d517e592
 import argparse, contextlib, dataclasses, difflib, io, json, logging, os, shutil, sys, textwrap, time, typing, warnings
@@ -322,6 +322,17 @@ def result_summary(root, seconds: float | None = None, k: int = 2) -> str:
               row('model', str(root/'train'/'model'))]
     return '\n'.join(lines)
 
+def sweep_summary(root, points: list[dict], seconds: float | None = None) -> str:
+    "What a finished sweep prints last: per beta, its evaluation's sentiment, win rate and KL; where the figure is."
+    root, took = Path(root), f' in {_duration(seconds)}' if seconds is not None else ''
+    kl = 'kl' if 'kl' in points[0] else 'sampling_kl'
+    lines = [f'dpo-imdb: sweep finished{took}: one DPO run per beta, from the same pairs.',
+             f"On {points[0]['n_prompts']} held-out prompts; the reference (before DPO) has positive probability "
+             f"{points[0]['reference/pos_prob']:.3f}:",
+             f"  {'beta':>6}  {'positive probability':>20}  {'win rate':>8}  {kl + ' (nats)':>12}"]
+    lines += [f"  {p['beta']:>6g}  {p['policy/pos_prob']:>20.3f}  {p['win_rate']:>8.1%}  {p[kl]:>12.2f}" for p in points]
+    return '\n'.join(lines + [f"  figure  {root/'sweep'/'frontier.png'}", f"  points  {root/'sweep'/'points.json'}"])
+
 # %% ../nbs/10_cli.ipynb #6290903f
 GPU_PRESETS = ('colab', 'gpu', 'paper')      # sized for one GPU (00_config); 'demo' and 'test' for a CPU
 
@@ -416,7 +427,10 @@ def _run(args: argparse.Namespace, cfg: RunConfig, started: float) -> int:
             with contextlib.redirect_stdout(io.StringIO()):     # what libraries print on import ('Running in WANDB offline mode')
                 from dpo_imdb.pipeline import run_pipeline, run_sweep
             if (slow := gpu_preset_on_cpu(cfg)) and is_main(): warnings.warn(slow)   # a dpo-imdb: warning: line
-            if args.command == 'sweep': run_sweep(cfg, force=args.force); return 0
+            if args.command == 'sweep':
+                points = run_sweep(cfg, force=args.force)
+                if is_main(): print(sweep_summary(cfg.out_dir, points, time.time() - started), flush=True)
+                return 0
             if args.command == 'frontier':
                 from dpo_imdb.frontier import run_frontier
                 run_frontier(cfg, force=args.force, budget=args.budget); return 0

@@ -353,7 +353,7 @@ def load_config(path) -> RunConfig:
 
 # %% ../nbs/00_config.ipynb #39df12d6
 FRONTIER_FIELDS = tuple(f.name for f in fields(RunConfig) if f.name.startswith('frontier_'))
-BOOKKEEPING = ('name', 'out_dir', 'wandb_mode', 'wandb_project', *FRONTIER_FIELDS)
+BOOKKEEPING = ('name', 'out_dir', 'wandb_mode', 'wandb_project', 'betas_sweep', *FRONTIER_FIELDS)
 
 def config_hash(cfg: RunConfig, keys: typing.Iterable[str] | None = None) -> str:
     "Short sha256 of the fields in `keys` (default: all but `BOOKKEEPING`)."

@@ -615,7 +615,8 @@ def run_sweep(cfg: RunConfig, force: bool = False) -> list[dict]:
     models = setup_models(cfg, run)
     prompts, pairs = run_prompts(cfg, run, models.tokenizer), run_triplets(cfg, run, None)
     points = []
-    for beta in cfg.betas_sweep:
+    for i, beta in enumerate(cfg.betas_sweep, 1):
+        if is_main(): print(f'dpo-imdb: sweep: beta {beta:g} ({i} of {len(cfg.betas_sweep)})', flush=True)
         sub_cfg = replace(cfg, beta=float(beta))
         sub = RunDir(sub_cfg, root=run.root/'sweep'/f'beta-{beta:g}')
         policy = run_train(sub_cfg, sub, models, pairs)

@@ -187,6 +187,10 @@ def test_sweep_command_trains_one_policy_per_beta_and_plots_the_frontier(tmp_pat
     betas = list(from_preset('test').betas_sweep)
     points = json.loads((out/'sweep'/'points.json').read_text())
     assert [p['beta'] for p in points] == betas
+    assert all(f'dpo-imdb: sweep: beta {b:g} ({i} of {len(betas)})' in res.stdout for i, b in enumerate(betas, 1))
+    end = res.stdout[res.stdout.index('dpo-imdb: sweep finished in '):]                    # it ends with a table
+    assert all(f"{p['beta']:>6g}  {p['policy/pos_prob']:>20.3f}  {p['win_rate']:>8.1%}" in end for p in points), end
+    assert end.rstrip().endswith(f"points  {out/'sweep'/'points.json'}"), end
     for p in points:
         sub = out/'sweep'/f"beta-{p['beta']:g}"
         assert json.loads((sub/'config.json').read_text())['beta'] == p['beta']           # trained at its own beta
