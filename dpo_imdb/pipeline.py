@@ -402,6 +402,9 @@ def _chunked(run: RunDir, stage: str, n_rows: int, chunk: int, make, unit: str =
     spans = [(start, min(start + chunk, n_rows)) for start in range(0, n_rows, chunk)]
     folder = lambda start, stop: chunks_dir/f'{start:08d}-{stop:08d}'
     todo = [span for span in spans if not (folder(*span)/'dataset_info.json').exists()] if is_main() else None
+    if is_main() and len(todo) < len(spans):                   # an interrupted attempt left these
+        kept = sum(stop - start for start, stop in spans if (start, stop) not in todo)
+        print(f'dpo-imdb: {stage}: {kept:,} of {n_rows:,} {unit} done earlier: reusing their chunks', flush=True)
     mine = shard(_agree(todo, f'{stage}: chunks to make'))               # one list, shared out, on every process
     bar = tqdm(total=sum(stop - start for start, stop in mine), desc=stage, unit=f' {unit}',
                disable=not (run.progress and is_main() and mine))

@@ -459,6 +459,7 @@ def train_dpo(policy: PreTrainedModel, tokenizer, train_triplets: Dataset, eval_
     session = 1 + (sum('"start"' in l for l in sessions.read_text().splitlines()) if sessions.exists() else 0)
     _log_session(out_dir, session=session, event='start', resumed_from_step=state['global_step'] if state else 0,
                  checkpoint=Path(last).name if last else None)
+    if state and is_main(): print(f"dpo-imdb: train: resuming from step {state['global_step']} ({Path(last).name})", flush=True)
     steps = SessionSteps()
     with wandb_run_env(cfg, out_dir) as report_to:
         trainer = make_trainer(policy, tokenizer, train_triplets, eval_triplets, cfg, out_dir, ref_model, report_to,

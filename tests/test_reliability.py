@@ -525,7 +525,7 @@ def _history(run: Path) -> list:
 
 @pytest.mark.slow
 @pytest.mark.parametrize('torn', ['no_trainer_state', 'half_trainer_state'])
-def test_kill_while_saving_a_checkpoint_resumes_from_the_last_complete_one(tmp_path, finished_run, torn):
+def test_kill_while_saving_a_checkpoint_resumes_from_the_last_complete_one(tmp_path, finished_run, torn, capsys):
     "The Trainer writes a checkpoint file by file (trainer_state.json last): a kill -9 midway leaves a torn folder."
     import dpo_imdb.pipeline as pipeline
     run = tmp_path/'run'
@@ -539,6 +539,7 @@ def test_kill_while_saving_a_checkpoint_resumes_from_the_last_complete_one(tmp_p
     else: state.write_text(state.read_text()[:100])                    # killed while writing it
     cfg = replace(load_config(run/'config.json'), out_dir=str(run))
     pipeline.run_pipeline(cfg, stop_after='train')
+    assert 'dpo-imdb: train: resuming from step 2 (checkpoint-2)' in capsys.readouterr().out     # it says so
     assert json.loads((run/'train'/'manifest.json').read_text())['counts']['global_step'] == 4
     [session] = _sessions(run)
     assert session['start']['resumed_from_step'] == 2 and session['start']['checkpoint'] == 'checkpoint-2'
