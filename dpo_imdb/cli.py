@@ -408,8 +408,7 @@ def no_leftovers(root):
 
 def _kept(out_dir: str) -> str:
     "What an interrupted run keeps in `out_dir`: its finished stages, and the chunks of the one that was running."
-    finished = [s for s in ('setup', 'prompts', 'generate', 'score', 'triplets', 'train', 'evaluate')
-                if (Path(out_dir).expanduser()/s/'manifest.json').is_file()]
+    finished = [s for s in ('setup', *STAGE_COMMANDS) if (Path(out_dir).expanduser()/s/'manifest.json').is_file()]
     if not finished and not any(Path(out_dir).expanduser().rglob('manifest.json')):
         return 'no stage had finished, so nothing is kept; the same command starts again'
     if not finished: return f'what finished is kept in {out_dir}; the same command goes on from there'

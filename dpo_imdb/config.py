@@ -175,13 +175,11 @@ def _check_choice(cfg, field: str, choices: tuple):
 def validate_config(cfg: RunConfig) -> RunConfig:
     "Raise `ConfigError` naming the first field that cannot work; return `cfg` otherwise."
     _check_types(cfg)
-    for name in ('sft_steps', 'min_review_chars', 'top_k', 'eval_top_k',
-                 'logging_steps', 'max_reviews'):
+    for name in ('sft_steps', 'min_review_chars', 'top_k', 'eval_top_k', 'logging_steps', 'max_reviews'):
         _check(getattr(cfg, name) >= 0, name, 'must be >= 0', getattr(cfg, name))
     for name in ('n_train_prompts', 'n_eval_prompts', 'sft_batch_size', 'sft_max_length', 'sft_reviews', 'min_prompt_tokens',
-                 'max_new_tokens',
-                 'gen_batch_size', 'score_batch_size', 'train_batch_size', 'eval_batch_size', 'grad_accum_steps',
-                 'max_length', 'eval_steps', 'save_steps', 'eval_samples_per_prompt', 'chunk_prompts'):
+                 'max_new_tokens', 'gen_batch_size', 'score_batch_size', 'train_batch_size', 'eval_batch_size',
+                 'grad_accum_steps', 'max_length', 'eval_steps', 'save_steps', 'eval_samples_per_prompt', 'chunk_prompts'):
         _check(getattr(cfg, name) > 0, name, 'must be > 0', getattr(cfg, name))
     _check(0 <= cfg.seed < 2**32, 'seed', 'must be in [0, 2**32), as numpy and scikit-learn need', cfg.seed)
     _check(cfg.tokenizer_vocab_size >= 257, 'tokenizer_vocab_size', 'must be >= 257 (256 bytes and end-of-text)',

@@ -89,9 +89,11 @@ def _main_then_load(stage: str, make, load):
 LOCK = '.lock'          # in a run folder: held by the process running it, with its pid
 _HELD: dict[str, object] = {}                      # run folder -> the lock file this process holds there
 
+def _key(root) -> str: return str(Path(root).expanduser().resolve())
+
 def _lock(root: Path):
     "Hold `root`'s lock for as long as this process runs; a `RunError` if another process holds it (no lock on Windows)."
-    path, key = root/LOCK, str(root.resolve())
+    path, key = root/LOCK, _key(root)
     try: import fcntl
     except ImportError: _HELD[key] = None; return
     held = _HELD.get(key)
@@ -107,7 +109,7 @@ def _lock(root: Path):
 
 def holds_lock(root) -> bool:
     "Whether this process opened run folder `root` (and holds its lock)."
-    return str(Path(root).expanduser().resolve()) in _HELD
+    return _key(root) in _HELD
 
 class RunDir:
     "The directory of one run: its config, one folder per stage, and each stage's manifest."
