@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import cli, gpt2_alive_at
 from dpo_imdb.config import from_preset, save_config
-from dpo_imdb.pipeline import STAGES
+from dpo_imdb.pipeline import LOCK, STAGES
 
 TIMEOUT = 600         # s, for any one `dpo-imdb` command of these tests (the slowest takes about a minute)
 
@@ -123,8 +123,8 @@ def test_rerun_of_a_finished_run_recomputes_nothing(two_runs, tmp_path):
     card = run/'train'/'model'/'README.md'                  # its loading example names the model's folder: the copy's
     card.write_text(card.read_text().replace(str(a), str(run)))
     assert _events(run) == [(s, e) for s in STAGES for e in ('start', 'finish')]       # the first run did every stage
-    artifacts = {p: (p.stat().st_mtime_ns, _sha(p)) for p in run.rglob('*') if p.is_file() and p.name != 'stages.jsonl'
-                 and 'wandb' not in p.parts and p.name != 'report.md'}
+    artifacts = {p: (p.stat().st_mtime_ns, _sha(p)) for p in run.rglob('*') if p.is_file()        # the lock holds a pid
+                 and p.name not in ('stages.jsonl', 'report.md', LOCK) and 'wandb' not in p.parts}
     res = _run(cli('run', '--config', str(cfg), '--out', str(run)), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     rerun = _events(run)[2 * len(STAGES):]
