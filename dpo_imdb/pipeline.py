@@ -104,6 +104,7 @@ def _lock(root: Path):
         f.seek(0); pid = f.read().strip() or '?'; f.close()
         raise RunError(f"{root} is in use by another dpo-imdb run (pid {pid}): wait for it to end, or choose another "
                        "--out") from None
+    except OSError: f.close(); _HELD[key] = None; return      # a file system without locks (some network mounts): none
     f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush()
     _HELD[key] = f
 
