@@ -6,7 +6,7 @@
 __all__ = ['STAGE_COMMANDS', 'COMMANDS', 'FIELDS_EPILOG', 'PLOTS', 'GPU_PRESETS', 'NOISE', 'dataclass_flags', 'CommandLineError',
            'chosen_preset', 'build_parser', 'parse_args', 'config_flags', 'resolve_config', 'check_data', 'check_out',
            'check_run', 'get_data', 'hub_ids', 'cache_only_if_unreachable', 'result_summary', 'sweep_summary',
-           'gpu_preset_on_cpu', 'quiet_run', 'no_leftovers', 'main']
+           'gpu_preset_on_cpu', 'quiet_run', 'main']
 
 # %% ../nbs/10_cli.ipynb #d517e592
 import argparse, contextlib, dataclasses, difflib, io, json, logging, os, shutil, sys, textwrap, time, typing, warnings
@@ -392,20 +392,6 @@ def quiet_run(loggers: tuple = ('transformers', 'datasets', 'trl')):
         if bars[0]: datasets.enable_progress_bars()
         if bars[1]: hf_logging.enable_progress_bar()
 
-@contextlib.contextmanager
-def no_leftovers(root):
-    """Delete run directory `root` if the block made it and fails before any stage finished: a refused run leaves nothing.
-    Made by this process: another one that opened it meanwhile holds it (`holds_lock`), and it is left alone."""
-    root = Path(root).expanduser()
-    made = not root.exists()
-    try: yield
-    except Exception:
-        from dpo_imdb.distributed import is_main
-        pipeline = sys.modules.get('dpo_imdb.pipeline')               # not imported: no run folder was opened here
-        ours = made and pipeline is not None and pipeline.holds_lock(root)
-        if ours and is_main() and root.is_dir() and not any(root.rglob('manifest.json')): shutil.rmtree(root, ignore_errors=True)
-        raise
-
 def _kept(out_dir: str) -> str:
     "What an interrupted run keeps in `out_dir`: its finished stages, and the chunks of the one that was running."
     finished = [s for s in ('setup', *STAGE_COMMANDS) if (Path(out_dir).expanduser()/s/'manifest.json').is_file()]
@@ -422,7 +408,7 @@ def _run(args: argparse.Namespace, cfg: RunConfig, started: float) -> int:
     if (note := cache_only_if_unreachable(cfg)) and is_main():                  # once, not per process
         print(f'dpo-imdb: {note}', file=sys.stderr, flush=True)
     try:
-        with no_leftovers(cfg.out_dir), quiet_run():
+        with quiet_run():
             with contextlib.redirect_stdout(io.StringIO()):     # what libraries print on import ('Running in WANDB offline mode')
                 from dpo_imdb.pipeline import run_pipeline, run_sweep
             if (slow := gpu_preset_on_cpu(cfg)) and is_main(): warnings.warn(slow)   # a dpo-imdb: warning: line

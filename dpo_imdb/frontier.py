@@ -25,8 +25,8 @@ from .models import autocast, causal_mask
 from .scoring import score_texts
 from .evaluation import distinct_n, evaluate_policy, frontier_table, markdown_table, pareto_front, plot_frontier
 from .training import make_trainer
-from .pipeline import (RunError, run_pipeline, run_prompts, run_triplets, setup_models, write_json,
-                               write_report)
+from .pipeline import (RunError, _holding, run_pipeline, run_prompts, run_triplets, setup_models,
+                               write_json, write_report)
 
 # %% ../nbs/08a_frontier.ipynb #43a7a353
 METHODS = ('dpo', 'ipo', 'hinge', 'cdpo', 'preferred_ft', 'unlikelihood', 'best_of_n', 'rloo')
@@ -344,56 +344,60 @@ def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True, bud
     if world_size() > 1:
         raise RunError(f"the frontier runs as one process (it was launched as {world_size()}): run the stages on several "
                        "with `dpo-imdb run` first, then `dpo-imdb frontier` once; it reuses them")
-    started, load_start = time.time(), os.getloadavg()
-    run = run_pipeline(cfg, force=force, stop_after='triplets', progress=progress)
-    models = setup_models(cfg, run)            # reloaded: the saved SFT model, whose path rloo reloads as its reference
-    prompts, pairs = run_prompts(cfg, run, models.tokenizer), run_triplets(cfg, run, None)
-    n_eval = min(cfg.frontier_eval_prompts or len(prompts['eval']), len(prompts['eval']))
-    eval_prompts = prompts['eval'].select(range(n_eval))
-    steps = frontier_steps(cfg, len(pairs['train']))
-    root = run.root/'frontier'
-    ref_samples = functools.cache(lambda: sample_reference(models, eval_prompts, cfg))  # every point's reference side:
-                                                                          # drawn once, when a point first needs it
-    def evaluate_reference():
-        point = evaluate_point(models.reference, models, eval_prompts, cfg, ref_samples())
-        return [{'step': 0, **point}], None, {}
-    reference = _cached(root/'reference.json', _run_key(run.hash, FrontierRun('reference'), cfg, 0, n_eval),
-                        'reference', evaluate_reference)
-    points = [{'method': 'reference', 'label': 'reference (SFT model)', 'setting': '-', 'learning_rate': None,
-               'run': 'reference', **reference['points'][0]}]
-    timings, paced, skipped = {'reference': reference['seconds']}, {}, []
-    for i, r in enumerate(runs):
-        out_dir, key = root/'runs'/r.name, _run_key(run.hash, r, cfg, steps, n_eval)
-        if budget is not None and not _saved(out_dir/'result.json', key) and \
-                not _fits(r, budget - (time.time() - started), paced):
-            _log(f'{r.name}: skipped, it would not finish within the budget of {budget:.0f} s'); skipped.append(r.name)
-            continue
-        def compute(r=r, out_dir=out_dir):
-            if r.method == 'best_of_n': return best_of_n_points(cfg, models, eval_prompts, cfg.frontier_bon_n), None, {}
-            train = train_rloo if r.method == 'rloo' else train_offline
-            data = prompts['train'] if r.method == 'rloo' else pairs
-            points, history, eval_seconds = train(r, cfg, models, data, eval_prompts, steps, out_dir, ref_samples())
-            return points, history, {'steps': steps, 'eval_seconds': round(eval_seconds, 2)}
-        t0 = time.time()
-        result = _cached(out_dir/'result.json', key, r.name, compute)
-        gc.collect()            # trl binds a trained policy's forward to it, a cycle: free it and its decoders' caches now
-        points += _points(r, result)
-        write_json(root/'points.json', points)                    # kept up to date: a call cut short leaves its points
-        timings[r.name] = result['seconds']
-        if time.time() - t0 > 0.5 * result['seconds']: paced.setdefault(_kind(r), []).append(result['seconds'])
-        if paced and i + 1 < len(runs): _log(f'{i + 1} of {len(runs)} runs done; ' + _eta(runs[i + 1:], paced))
-    write_frontier(root, points, cfg, {
-        'steps': steps, 'checkpoints': checkpoint_steps(steps, cfg.frontier_eval_every), 'eval_prompts': n_eval,
-        'train_pairs': len(pairs['train']), 'train_prompts': len(prompts['train']), 'runs': len(runs) + 1,
-        'complete': not skipped, 'skipped': skipped,
-        'seconds_per_run': timings, 'seconds_in_runs': round(sum(timings.values()), 1),
-        'seconds': round(time.time() - started, 1), 'load_average_start': [round(x, 2) for x in load_start],
-        'load_average_end': [round(x, 2) for x in os.getloadavg()], 'cpus': os.cpu_count(),
-        'device': str(models.device), 'precision': str(models.dtype).replace('torch.', ''),
-        'dpo_dominates': dominance(points), 'dpo_dominates_independent': dominance(points, key='independent_reward')})
-    write_report(run)
-    done = f'{len(runs) - len(skipped)} of {len(runs)} runs' if skipped else f'{len(runs)} runs'
-    _log(f"finished: {len(points)} points from {done} in {time.time() - started:.0f} s; see {root}/frontier.png")
+    with _holding(cfg.out_dir):                         # the run's folder is this process's until the call returns
+        started, load_start = time.time(), os.getloadavg()
+        run = run_pipeline(cfg, force=force, stop_after='triplets', progress=progress)
+        models = setup_models(cfg, run)        # reloaded: the saved SFT model, whose path rloo reloads as its reference
+        prompts, pairs = run_prompts(cfg, run, models.tokenizer), run_triplets(cfg, run, None)
+        n_eval = min(cfg.frontier_eval_prompts or len(prompts['eval']), len(prompts['eval']))
+        eval_prompts = prompts['eval'].select(range(n_eval))
+        steps = frontier_steps(cfg, len(pairs['train']))
+        root = run.root/'frontier'
+        # every point's reference side: drawn once, when a point first needs it
+        ref_samples = functools.cache(lambda: sample_reference(models, eval_prompts, cfg))
+        def evaluate_reference():
+            point = evaluate_point(models.reference, models, eval_prompts, cfg, ref_samples())
+            return [{'step': 0, **point}], None, {}
+        reference = _cached(root/'reference.json', _run_key(run.hash, FrontierRun('reference'), cfg, 0, n_eval),
+                            'reference', evaluate_reference)
+        points = [{'method': 'reference', 'label': 'reference (SFT model)', 'setting': '-', 'learning_rate': None,
+                   'run': 'reference', **reference['points'][0]}]
+        timings, paced, skipped = {'reference': reference['seconds']}, {}, []
+        for i, r in enumerate(runs):
+            out_dir, key = root/'runs'/r.name, _run_key(run.hash, r, cfg, steps, n_eval)
+            if budget is not None and not _saved(out_dir/'result.json', key) and \
+                    not _fits(r, budget - (time.time() - started), paced):
+                _log(f'{r.name}: skipped, it would not finish within the budget of {budget:.0f} s')
+                skipped.append(r.name)
+                continue
+            def compute(r=r, out_dir=out_dir):
+                if r.method == 'best_of_n':
+                    return best_of_n_points(cfg, models, eval_prompts, cfg.frontier_bon_n), None, {}
+                train = train_rloo if r.method == 'rloo' else train_offline
+                data = prompts['train'] if r.method == 'rloo' else pairs
+                points, history, eval_seconds = train(r, cfg, models, data, eval_prompts, steps, out_dir, ref_samples())
+                return points, history, {'steps': steps, 'eval_seconds': round(eval_seconds, 2)}
+            t0 = time.time()
+            result = _cached(out_dir/'result.json', key, r.name, compute)
+            gc.collect()    # trl binds a trained policy's forward to it, a cycle: free it and its decoders' caches now
+            points += _points(r, result)
+            write_json(root/'points.json', points)                # kept up to date: a call cut short leaves its points
+            timings[r.name] = result['seconds']
+            if time.time() - t0 > 0.5 * result['seconds']: paced.setdefault(_kind(r), []).append(result['seconds'])
+            if paced and i + 1 < len(runs): _log(f'{i + 1} of {len(runs)} runs done; ' + _eta(runs[i + 1:], paced))
+        write_frontier(root, points, cfg, {
+            'steps': steps, 'checkpoints': checkpoint_steps(steps, cfg.frontier_eval_every), 'eval_prompts': n_eval,
+            'train_pairs': len(pairs['train']), 'train_prompts': len(prompts['train']), 'runs': len(runs) + 1,
+            'complete': not skipped, 'skipped': skipped,
+            'seconds_per_run': timings, 'seconds_in_runs': round(sum(timings.values()), 1),
+            'seconds': round(time.time() - started, 1), 'load_average_start': [round(x, 2) for x in load_start],
+            'load_average_end': [round(x, 2) for x in os.getloadavg()], 'cpus': os.cpu_count(),
+            'device': str(models.device), 'precision': str(models.dtype).replace('torch.', ''),
+            'dpo_dominates': dominance(points),
+            'dpo_dominates_independent': dominance(points, key='independent_reward')})
+        write_report(run)
+        done = f'{len(runs) - len(skipped)} of {len(runs)} runs' if skipped else f'{len(runs)} runs'
+        _log(f"finished: {len(points)} points from {done} in {time.time() - started:.0f} s; see {root}/frontier.png")
     return points
 
 # %% ../nbs/08a_frontier.ipynb #1289c6c7

@@ -86,13 +86,13 @@ def _main_then_load(stage: str, make, load):
     _sync(stage)
     return value if is_main() else load()
 
-LOCK = '.lock'          # in a run folder: held by the process running it, with its pid
+LOCK = '.lock'          # in a run folder: held by the process running it (with its pid), while it runs
 _HELD: dict[str, object] = {}                      # run folder -> the lock file this process holds there
 
 def _key(root) -> str: return str(Path(root).expanduser().resolve())
 
 def _lock(root: Path):
-    "Hold `root`'s lock for as long as this process runs; a `RunError` if another process holds it (no lock on Windows)."
+    "Hold `root`'s lock until `_holding`'s block ends (or this process does); a `RunError` if another process holds it."
     path, key = root/LOCK, _key(root)
     try: import fcntl
     except ImportError: _HELD[key] = None; return
@@ -109,8 +109,27 @@ def _lock(root: Path):
     _HELD[key] = f
 
 def holds_lock(root) -> bool:
-    "Whether this process opened run folder `root` (and holds its lock)."
+    "Whether this process holds run folder `root` (it opened it, in a block that has not ended)."
     return _key(root) in _HELD
+
+def _unlock(key: str):
+    f = _HELD.pop(key, None)
+    if f is not None: f.close()                      # closing the file lets go of its lock; the pid stays in it
+
+@contextmanager
+def _holding(root):
+    """The run folders the block opens are this process's until the block ends, and no longer: once `run_pipeline`
+    returns, a terminal's `dpo-imdb` may open its folder while the notebook that ran it goes on. If the block made
+    `root` and fails before any stage finished, it leaves nothing behind: a refused run makes no folder."""
+    root, held = Path(root).expanduser(), set(_HELD)
+    made = not root.exists()
+    try: yield
+    except Exception:
+        if made and holds_lock(root) and is_main() and not any(root.rglob('manifest.json')):
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    finally:
+        for key in set(_HELD) - held: _unlock(key)
 
 class RunDir:
     "The directory of one run: its config, one folder per stage, and each stage's manifest."
@@ -538,35 +557,37 @@ def run_evaluate(cfg: RunConfig, run: RunDir, models: Models, policy, prompts: D
 STAGES = ('setup', 'prompts', 'generate', 'score', 'triplets', 'train', 'evaluate')
 
 def run_pipeline(cfg: RunConfig, force: bool = False, stop_after: str = 'evaluate', progress: bool = True) -> RunDir:
-    "Run (or resume) every stage of `cfg` up to `stop_after`; write `report.md`."
+    "Run (or resume) every stage of `cfg` up to `stop_after`; write `report.md`. Its folder is held until it returns."
     if stop_after not in STAGES: raise ConfigError(f"unknown stage {stop_after!r}: choose one of {', '.join(STAGES)}")
     todo = STAGES[:STAGES.index(stop_after) + 1]
     init_distributed(cpu=resolve_device(cfg.device).type == 'cpu')     # launched as N processes: join them (07a)
     if 'train' in todo: per_device_batch(cfg.train_batch_size)          # a batch N cannot share: refused before any work
     if 'train' in todo and is_main(): check_wandb(cfg.wandb_mode)      # so is W&B that cannot log
-    run = RunDir(cfg, force=force, progress=progress)
-    # only the main process makes the setup and the prompts from the reviews
-    reviews = None if not is_main() or run.done('setup') and run.done('prompts') else load_reviews(cfg)
-    models = setup_models(cfg, run, reviews)
-    if 'prompts' in todo: prompts = run_prompts(cfg, run, models.tokenizer, reviews)
-    if 'generate' in todo: completions = run_generate(cfg, run, models, prompts)
-    if 'score' in todo: scored = run_score(cfg, run, models, completions)
-    if 'triplets' in todo: pairs = run_triplets(cfg, run, scored)
-    if 'train' in todo: policy = run_train(cfg, run, models, pairs)
-    if 'evaluate' in todo: run_evaluate(cfg, run, models, policy, prompts)
-    if is_main(): write_report(run)
-    _sync('report')
+    with _holding(cfg.out_dir):
+        run = RunDir(cfg, force=force, progress=progress)
+        # only the main process makes the setup and the prompts from the reviews
+        reviews = None if not is_main() or run.done('setup') and run.done('prompts') else load_reviews(cfg)
+        models = setup_models(cfg, run, reviews)
+        if 'prompts' in todo: prompts = run_prompts(cfg, run, models.tokenizer, reviews)
+        if 'generate' in todo: completions = run_generate(cfg, run, models, prompts)
+        if 'score' in todo: scored = run_score(cfg, run, models, completions)
+        if 'triplets' in todo: pairs = run_triplets(cfg, run, scored)
+        if 'train' in todo: policy = run_train(cfg, run, models, pairs)
+        if 'evaluate' in todo: run_evaluate(cfg, run, models, policy, prompts)
+        if is_main(): write_report(run)
+        _sync('report')
     return run
 
 # %% ../nbs/08_pipeline.ipynb #d45bdd51
 def load_run(root) -> tuple:
     "The config, models and tuned policy of the finished run in `root`."
     cfg = load_config(Path(root)/'config.json')
-    run = RunDir(cfg, root=root)
-    if not run.done('train'):
-        raise RunError(f"{root} has no tuned policy yet: run `dpo-imdb train --out {root}` (or `run`) first")
-    models = setup_models(cfg, run)
-    return cfg, models, load_policy(str(run.path('train')/'model'), models.tokenizer, device=models.device)
+    with _holding(root):
+        run = RunDir(cfg, root=root)
+        if not run.done('train'):
+            raise RunError(f"{root} has no tuned policy yet: run `dpo-imdb train --out {root}` (or `run`) first")
+        models = setup_models(cfg, run)
+        return cfg, models, load_policy(str(run.path('train')/'model'), models.tokenizer, device=models.device)
 
 # %% ../nbs/08_pipeline.ipynb #0742aba5
 def _fmt(v): return f'{v:.3f}' if isinstance(v, float) else str(v)
@@ -617,26 +638,27 @@ def write_report(run: RunDir) -> Path:
 def run_sweep(cfg: RunConfig, force: bool = False) -> list[dict]:
     "Train and evaluate one policy per `cfg.betas_sweep`; save the points and the frontier plot."
     if is_main(): check_wandb(cfg.wandb_mode)
-    run = run_pipeline(cfg, force=force, stop_after='triplets')
-    models = setup_models(cfg, run)
-    prompts, pairs = run_prompts(cfg, run, models.tokenizer), run_triplets(cfg, run, None)
-    points = []
-    for i, beta in enumerate(cfg.betas_sweep, 1):
-        if is_main(): print(f'dpo-imdb: sweep: beta {beta:g} ({i} of {len(cfg.betas_sweep)})', flush=True)
-        sub_cfg = replace(cfg, beta=float(beta))
-        sub = RunDir(sub_cfg, root=run.root/'sweep'/f'beta-{beta:g}')
-        policy = run_train(sub_cfg, sub, models, pairs)
-        metrics = run_evaluate(sub_cfg, sub, models, policy, prompts)
-        points.append({'beta': float(beta), **metrics})
-    if is_main():
-        write_json(run.root/'sweep'/'points.json', points)
-        kl = 'kl' if 'kl' in points[0] else 'sampling_kl'
-        ref = {'method': 'reference', 'kl': 0.0, 'reward': points[0]['reference/pos_prob'],
-               'independent_reward': points[0].get('independent/reference/pos_prob')}
-        plot_frontier([ref] + [{'method': 'dpo', 'label': 'DPO, final checkpoints', 'run': f"beta={p['beta']:g}",
-                                'kl': p[kl], 'reward': p['policy/pos_prob'],
-                                'independent_reward': p.get('independent/policy/pos_prob')} for p in points],
-                      run.root/'sweep'/'frontier.png', title='Beta sweep')
-        write_report(run)
+    with _holding(cfg.out_dir):                    # the sweep's folders are held until it returns
+        run = run_pipeline(cfg, force=force, stop_after='triplets')
+        models = setup_models(cfg, run)
+        prompts, pairs = run_prompts(cfg, run, models.tokenizer), run_triplets(cfg, run, None)
+        points = []
+        for i, beta in enumerate(cfg.betas_sweep, 1):
+            if is_main(): print(f'dpo-imdb: sweep: beta {beta:g} ({i} of {len(cfg.betas_sweep)})', flush=True)
+            sub_cfg = replace(cfg, beta=float(beta))
+            sub = RunDir(sub_cfg, root=run.root/'sweep'/f'beta-{beta:g}')
+            policy = run_train(sub_cfg, sub, models, pairs)
+            metrics = run_evaluate(sub_cfg, sub, models, policy, prompts)
+            points.append({'beta': float(beta), **metrics})
+        if is_main():
+            write_json(run.root/'sweep'/'points.json', points)
+            kl = 'kl' if 'kl' in points[0] else 'sampling_kl'
+            ref = {'method': 'reference', 'kl': 0.0, 'reward': points[0]['reference/pos_prob'],
+                   'independent_reward': points[0].get('independent/reference/pos_prob')}
+            plot_frontier([ref] + [{'method': 'dpo', 'label': 'DPO, final checkpoints', 'run': f"beta={p['beta']:g}",
+                                    'kl': p[kl], 'reward': p['policy/pos_prob'],
+                                    'independent_reward': p.get('independent/policy/pos_prob')} for p in points],
+                          run.root/'sweep'/'frontier.png', title='Beta sweep')
+            write_report(run)
     _sync('sweep')
     return points

@@ -136,3 +136,20 @@ def test_gpu_check_says_each_target_met_missed_or_pending(monkeypatch):
     assert got['SFT: tokens/s of the training loop'] == "pending: step 'sft' was skipped"
     assert all(s == 'pending: a CPU or smoke dry run measures no GPU target' for s in [*status('cpu').values(),
                                                                                        *status('gpu', smoke=True).values()])
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_on_a_cpu(tmp_path):
+    """The prepared GPU check, every step with the frontier, as a dry run on a CPU (what a session lent a GPU runs once,
+    with no time to debug): each step finishes. It caught the preset's run folder still locked by the check's own
+    process when the frontier step's subprocess opened it."""
+    import os, subprocess
+    if not (os.environ.get('DPO_IMDB_DATA_DIR') and os.environ.get('DPO_IMDB_GPT2_DIR')):
+        pytest.skip('the GPU check reads IMDb and GPT-2\'s tokenizer from DPO_IMDB_DATA_DIR and DPO_IMDB_GPT2_DIR')
+    out = tmp_path/'out'
+    proc = subprocess.run(['bash', str(ROOT/'bench'/'gpu_check.sh'), '--cpu', '--smoke', '--frontier', '--out', str(out),
+                           '--run-dir', str(tmp_path/'run')], capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    steps = json.loads((out/'gpu_check.json').read_text())['steps']
+    assert sorted(steps) == ['environment', 'frontier', 'generation', 'preset', 'rloo', 'sft', 'training']
+    assert all(s['ok'] for s in steps.values()), {k: s.get('error') for k, s in steps.items() if not s['ok']}
+    assert steps['frontier']['complete']
