@@ -8,7 +8,7 @@ __all__ = ['TIMEOUT_VAR', 'DEFAULT_TIMEOUT', 'world_size', 'rank', 'local_rank',
            'per_device_batch', 'gpt2_parameters', 'training_state_gib', 'activation_gib']
 
 # %% ../nbs/07a_distributed.ipynb #7d78781c
-import json, os, re, signal, sys, time
+import atexit, json, os, re, signal, sys, time
 from datetime import timedelta
 import torch
 import torch.distributed as dist
@@ -86,6 +86,10 @@ def _stopped(signum, frame):
           "the finished stages and chunks", file=sys.stderr, flush=True)
     os._exit(128 + signum)                   # every artifact is written atomically: nothing to clean up
 
+def _leave():
+    "At exit: leave the process groups, so that none of their threads is still running while the interpreter ends."
+    if dist.is_initialized(): dist.destroy_process_group()
+
 def init_distributed(cpu: bool | None = None) -> int:
     "Join the launch's process group once (a no-op for one process); return the number of processes."
     check_launch()
@@ -101,6 +105,7 @@ def init_distributed(cpu: bool | None = None) -> int:
         _TIMEOUT = dist_timeout()
         _GROUP = dist.new_group(backend='gloo', timeout=timedelta(seconds=_TIMEOUT))
         signal.signal(signal.SIGTERM, _stopped)
+        atexit.register(_leave)
     return world_size()
 
 def _failed(name: str, why: str) -> DistributedError:
