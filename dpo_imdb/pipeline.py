@@ -88,6 +88,7 @@ def _main_then_load(stage: str, make, load):
 
 LOCK = '.lock'          # in a run folder: held by the process running it (with its pid), while it runs
 _HELD: dict[str, object] = {}                      # run folder -> the lock file this process holds there
+_BLOCKS = [0]                                      # `_holding` blocks open now
 
 def _key(root) -> str: return str(Path(root).expanduser().resolve())
 
@@ -123,13 +124,16 @@ def _holding(root):
     `root` and fails before any stage finished, it leaves nothing behind: a refused run makes no folder."""
     root, held = Path(root).expanduser(), set(_HELD)
     made = not root.exists()
+    _BLOCKS[0] += 1
     try: yield
     except Exception:
         if made and holds_lock(root) and is_main() and not any(root.rglob('manifest.json')):
             shutil.rmtree(root, ignore_errors=True)
         raise
     finally:
-        for key in set(_HELD) - held: _unlock(key)
+        _BLOCKS[0] -= 1
+        if not _BLOCKS[0]:                           # the outermost block (`run_pipeline` runs inside `run_sweep`'s)
+            for key in set(_HELD) - held: _unlock(key)
 
 class RunDir:
     "The directory of one run: its config, one folder per stage, and each stage's manifest."
