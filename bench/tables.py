@@ -3,7 +3,7 @@
     python bench/tables.py              # every table, in the order BENCHMARKS.md shows them
     python bench/tables.py generation   # one of: machine, summary, generation, fastpaths, scoring, training, training_rss,
                                         # training_memory, e2e, scale, processes, gpu_h200, gpu_h200_preset, gpu_h200_frontier, gpu_targets,
-                                        # setup_cpu, host_work, host_reads, host_reads_sampling, host_time
+                                        # setup_cpu, host_work, host_reads, host_reads_sampling, host_time, logps_memory
 
 The JSON files are what the bench/ scripts wrote to bench/results/ (git-ignored), copied to bench/measured/ and
 committed. Each table is printed under the `Source:` line that BENCHMARKS.md keeps above it; tests/test_benchmarks.py
@@ -232,6 +232,17 @@ def host_work() -> str:
                           f"{f(dpo['ms_per_batch']['trl'])}: trl's `DataCollatorForPreference`",
                           f"{f(dpo['ms_per_batch']['ours'])}: `PackedPreferenceCollator`", f"**{f(dpo['trl_over_ours'])}x**")])
 
+def logps_memory() -> str:
+    "Peak memory of a bf16 run's log-prob pass after sampling: all rows in one pass, or within LOGITS_BUDGET (bench_logps_memory.py)."
+    r = load('logps_memory')
+    lines = [source('logps_memory'), '', head(f"{r['rows']} rows of {r['tokens']} tokens, bf16", 'rows per pass', 'passes',
+                                              'logits held at once, counted (GiB)', 'peak memory added (MiB)', 'seconds')]
+    for name, label in (('one pass', 'one pass (before)'), ('within budget', 'within `LOGITS_BUDGET` (now)')):
+        s = r['sides'][name]
+        lines.append(row(label, s['rows_per_pass'], s['passes'], f(s['logits_gib_counted']), f(s['added_peak_rss_mib'], 0),
+                         f(s['seconds'], 1)))
+    return '\n'.join(lines)
+
 def _by_file(files: dict) -> str:
     "Reads by file: '`dpo_trainer.py` 17, `masking_utils.py` 4'."
     return ', '.join(f'`{name}` {n:g}' for name, n in files.items()) or '-'
@@ -284,7 +295,7 @@ TABLES = {'machine': machine, 'summary': summary, 'generation': generation, 'fas
           'training': training, 'training_rss': training_rss, 'training_memory': training_memory, 'e2e': e2e, 'scale': scale, 'processes': processes,
           'gpu_h200': gpu_h200, 'gpu_h200_preset': gpu_h200_preset, 'gpu_h200_frontier': gpu_h200_frontier,
           'gpu_targets': gpu_targets, 'setup_cpu': setup_cpu, 'host_work': host_work, 'host_reads': host_reads,
-          'host_reads_sampling': host_reads_sampling, 'host_time': host_time}
+          'host_reads_sampling': host_reads_sampling, 'host_time': host_time, 'logps_memory': logps_memory}
 
 if __name__ == '__main__':
     for name in sys.argv[1:] or TABLES: print(f'<!-- {name} -->\n{TABLES[name]()}\n')
