@@ -51,12 +51,14 @@ def completion_logps(model, prompt_ids: list[list[int]], completion_ids: list[li
     rows = max(1, min(batch_size, LOGITS_BUDGET // (longest * model_vocab_size(model))))
     model.eval()
     out = []
-    for i in range(0, len(prompt_ids), rows):
-        batch = pack_completions(prompt_ids[i:i + rows], completion_ids[i:i + rows])
-        ids, attn, mask = (t.to(device) for t in batch)                 # (b, T) each
-        with autocast(device, dtype): logits = model(input_ids=ids, attention_mask=causal_mask(attn, model)).logits
-        out.append(sequence_logps(logits, ids, mask).float().cpu())
-    model.train(was_training)
+    try:
+        for i in range(0, len(prompt_ids), rows):
+            batch = pack_completions(prompt_ids[i:i + rows], completion_ids[i:i + rows])
+            ids, attn, mask = (t.to(device) for t in batch)                 # (b, T) each
+            with autocast(device, dtype):
+                logits = model(input_ids=ids, attention_mask=causal_mask(attn, model)).logits
+            out.append(sequence_logps(logits, ids, mask).float().cpu())
+    finally: model.train(was_training)                                  # also when a pass fails (out of memory)
     return torch.cat(out)
 
 # %% ../nbs/05_loss.ipynb #c9dc5b81
