@@ -14,7 +14,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from .config import BOOKKEEPING, BUILT_SOURCES, ConfigError, PRESETS, RunConfig, config_hash, from_preset
 from .config import hub_problem, load_config, looks_local, read_config_file, read_hub_cache_only_if_unreachable
-from .config import smoke, to_dict
+from .config import force_would, kept_stages, smoke, to_dict
 from . import __version__
 
 # %% ../nbs/10_cli.ipynb #3f7b9c21
@@ -98,7 +98,8 @@ def _run_options(preset: bool, budget: bool = False) -> argparse.ArgumentParser:
     if budget: opts.add_argument('--budget', type=_seconds, metavar='SECONDS', help='skip each run that would not finish '
                                  'within SECONDS of the call; the figure shows the others, a later call trains the rest')
     opts.add_argument('--config', metavar='FILE', help='a JSON RunConfig file; its fields override the preset')
-    opts.add_argument('--force', action='store_true', help='start the run directory again if its config changed')
+    opts.add_argument('--force', action='store_true', help='if the run directory holds another config: redo the '
+                      'stages the change touches, keep the others')
     opts.add_argument('--smoke', action='store_true', help='shrink the run to a few prompts and steps (config.smoke), '
                       'before the flags apply')
     return parser
@@ -221,8 +222,8 @@ def check_out(cfg: RunConfig, force: bool = False):
     else:
         if config_hash(old) == config_hash(cfg): return                      # the same run: resumed or reused
         why = _differences(to_dict(old), to_dict(cfg))
-    raise ConfigError(f"{cfg.out_dir} holds a run made with a different config ({why}); rerun with --force to start it "
-                      f"again (its artifacts are deleted), or choose another --out")
+    raise ConfigError(f"{cfg.out_dir} holds a run made with a different config ({why}); rerun with --force to "
+                      f"{force_would(kept_stages(out, cfg))}, or choose another --out")
 
 def check_run(cfg: RunConfig, force: bool = False):
     "Refuse, before any heavy import, a run whose data, model folders or run directory cannot work."
@@ -413,17 +414,18 @@ def _running_stage(out_dir: str) -> str | None:
     return last.get('stage') if last.get('event') == 'start' else None
 
 def _out_of_memory(e: BaseException, cfg: RunConfig) -> str:
-    "What to say when the GPU ran out of memory: in which stage, and which flag makes that stage's batches smaller."
+    "What to say when the GPU ran out of memory: in which stage, the flags that halve its batches, and what they redo."
     stage = _running_stage(cfg.out_dir)
-    if stage == 'train':
-        do = (f'halve --train_batch_size (now {cfg.train_batch_size}) and double --grad_accum_steps (now '
-              f'{cfg.grad_accum_steps}): the same pairs per update')
-    elif stage in OOM_FLAGS: do = f'lower --{OOM_FLAGS[stage]} (now {getattr(cfg, OOM_FLAGS[stage])})'
-    else: do = 'lower the batch sizes: ' + ', '.join(f'--{flag}' for flag in dict.fromkeys(OOM_FLAGS.values()))
     what = '. '.join(_error_line(e).split('. ')[:3])                 # torch's first sentences: how much, of how much
-    where = f' in the {stage} stage' if stage else ''
-    return (f'the GPU ran out of memory{where} ({what}): {do}, and rerun with --force (a changed config starts '
-            'the run again) or with another --out')
+    if stage not in OOM_FLAGS:
+        return (f'the GPU ran out of memory ({what}): rerun with smaller batches (' +
+                ', '.join(f'--{flag}' for flag in dict.fromkeys(OOM_FLAGS.values())) + ') and --force')
+    change = {OOM_FLAGS[stage]: max(1, getattr(cfg, OOM_FLAGS[stage]) // 2)}
+    if stage == 'train': change['grad_accum_steps'] = 2 * cfg.grad_accum_steps      # the same pairs per update
+    flags = ' '.join(f'--{name} {value}' for name, value in change.items())
+    try: would = f', which will {force_would(kept_stages(cfg.out_dir, replace(cfg, **change)))}'
+    except (ConfigError, ValueError): would = ''                       # a config these flags make invalid
+    return f'the GPU ran out of memory in the {stage} stage ({what}): rerun with {flags} --force{would}'
 
 def _run(args: argparse.Namespace, cfg: RunConfig, started: float) -> int:
     "Run the pipeline (or a sweep, or the frontier) for `cfg`; a finished run ends with its result."

@@ -5,9 +5,10 @@
 # %% auto #0
 __all__ = ['LOSS_TYPES', 'PAIRINGS', 'SCORE_TARGETS', 'REF_LOGPS', 'WANDB_MODES', 'DEVICES', 'PRECISIONS', 'DECODERS',
            'INDEPENDENT_SCORERS', 'BUILT_SOURCES', 'PROXY_VARS', 'PRESETS', 'SMOKE', 'FRONTIER_FIELDS', 'BOOKKEEPING',
-           'ConfigError', 'knob', 'RunConfig', 'validate_config', 'looks_local', 'hub_switched_off', 'host_problem',
-           'hub_problem', 'read_hub_cache_only', 'read_hub_cache_only_if_unreachable', 'smoke', 'from_preset',
-           'to_dict', 'save_config', 'read_config_file', 'load_config', 'config_hash']
+           'STAGE_FIELDS', 'ConfigError', 'knob', 'RunConfig', 'validate_config', 'looks_local', 'hub_switched_off',
+           'host_problem', 'hub_problem', 'read_hub_cache_only', 'read_hub_cache_only_if_unreachable', 'smoke',
+           'from_preset', 'to_dict', 'save_config', 'read_config_file', 'load_config', 'config_hash', 'stage_hash',
+           'kept_stages', 'force_would']
 
 # %% ../nbs/00_config.ipynb #454752b4
 import hashlib, json, os, sys, types, typing
@@ -359,3 +360,41 @@ def config_hash(cfg: RunConfig, keys: typing.Iterable[str] | None = None) -> str
     keys = sorted(keys) if keys is not None else sorted(k for k in values if k not in BOOKKEEPING)
     blob = json.dumps({k: values[k] for k in keys}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+# %% ../nbs/00_config.ipynb #e6c67d0b
+STAGE_FIELDS = {                 # the fields each stage is the first to read; the setup reads every other one
+    'setup': (),
+    'prompts': ('n_train_prompts', 'n_eval_prompts', 'min_prompt_tokens', 'max_prompt_tokens'),
+    'generate': ('completions_per_prompt', 'max_new_tokens', 'temperature', 'top_k', 'top_p', 'gen_batch_size',
+                 'chunk_prompts', 'gen_decoder'),
+    'score': ('score_target',),
+    'triplets': ('pairing', 'min_margin', 'eval_pair_fraction'),
+    'train': ('beta', 'loss_type', 'label_smoothing', 'learning_rate', 'num_epochs', 'max_steps', 'train_batch_size',
+              'eval_batch_size', 'grad_accum_steps', 'warmup_ratio', 'weight_decay', 'max_grad_norm', 'max_length',
+              'activation_checkpointing', 'logging_steps', 'eval_steps', 'save_steps', 'ref_logps'),
+    'evaluate': ('eval_samples_per_prompt', 'eval_temperature', 'eval_top_k', 'eval_top_p')}
+
+def stage_hash(cfg: RunConfig, stage: str) -> str:
+    "The fingerprint of `stage`'s artifact: `config_hash` of every field but those the stages after it read first."
+    if stage not in STAGE_FIELDS: raise ValueError(f"unknown stage {stage!r}: one of {', '.join(STAGE_FIELDS)}")
+    order = list(STAGE_FIELDS)
+    later = {name for s in order[order.index(stage) + 1:] for name in STAGE_FIELDS[s]}
+    return config_hash(cfg, [k for k in to_dict(cfg) if k not in BOOKKEEPING and k not in later])
+
+# %% ../nbs/00_config.ipynb #dfa8779d
+def kept_stages(root, cfg: RunConfig) -> list[str]:
+    "The stages finished in run folder `root` whose artifacts `cfg` would make the same: those `--force` keeps."
+    kept = []
+    for stage in STAGE_FIELDS:
+        try: manifest = json.loads((Path(root).expanduser()/stage/'manifest.json').read_text())
+        except (OSError, ValueError): continue
+        if manifest.get('config_hash') == stage_hash(cfg, stage): kept.append(stage)
+    return kept
+
+def _listed(names: list[str]) -> str: return ', '.join(names[:-1]) + (' and ' if len(names) > 1 else '') + names[-1]
+
+def force_would(kept: list[str]) -> str:
+    "What `--force` does to a run folder whose stages `kept` stay."
+    redo = [s for s in STAGE_FIELDS if s not in kept]
+    if not kept: return 'start it again (its artifacts are deleted)'
+    return f'redo {_listed(redo)} (keeping {_listed(kept)})'

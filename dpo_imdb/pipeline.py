@@ -151,20 +151,24 @@ class RunDir:
             try: old = load_config(saved)
             except ConfigError: old = None
             if old is None or config_hash(old) != self.hash:
+                kept = kept_stages(self.root, self.cfg)      # finished stages this config would make the same
                 if not force:
                     raise RunError(f"{self.root} holds a run made with a different config; rerun with --force to "
-                                   f"start it again (its artifacts are deleted), or choose another --out")
-                for p in self.root.iterdir():                # all but the lock this process holds
-                    if p.name != LOCK: shutil.rmtree(p) if p.is_dir() else p.unlink()
+                                   f"{force_would(kept)}, or choose another --out")
+                for p in self.root.iterdir():                # all but the lock this process holds, the log and those
+                    if p.name not in (LOCK, 'stages.jsonl', *kept): shutil.rmtree(p) if p.is_dir() else p.unlink()
         if not saved.exists(): write_json(saved, to_dict(self.cfg))     # atomic: never a half-written config.json
 
+    def stage_hash(self, stage: str) -> str:
+        "The fingerprint a manifest of `stage` records (`00_config`): of the fields its artifact depends on."
+        return stage_hash(self.cfg, stage) if stage in STAGE_FIELDS else self.hash
     def path(self, stage: str) -> Path: return self.root/stage
     def manifest(self, stage: str) -> dict | None:
         "The stage's manifest if the stage finished with this config, else None."
         f = self.path(stage)/'manifest.json'
         if not f.exists(): return None
         m = json.loads(f.read_text())
-        return m if m.get('config_hash') == self.hash else None
+        return m if m.get('config_hash') == self.stage_hash(stage) else None
     def done(self, stage: str) -> bool: return self.manifest(stage) is not None
 
     def log(self, stage: str, event: str, **info):
@@ -186,7 +190,7 @@ class RunDir:
     def finish(self, stage: str, started: float, **counts) -> dict | None:
         "Write the stage's manifest (last, atomically): the stage is finished. Only the main process writes it."
         if not is_main(): return None
-        m = {'stage': stage, 'config_hash': self.hash, 'seconds': round(time.time() - started, 2),
+        m = {'stage': stage, 'config_hash': self.stage_hash(stage), 'seconds': round(time.time() - started, 2),
              'peak_rss_mb': round(peak_rss_mb(), 1), **_gpu_memory(), 'processes': world_size(), 'versions': _versions(),
              'counts': counts, 'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S')}
         write_json(self.path(stage)/'manifest.json', m)

@@ -159,6 +159,61 @@ def _as_nobody(args: list[str], writable: Path, env: dict) -> list[str]:
         if res.returncode == 0: return drop + extra + args
     pytest.fail(f'cannot run the package as user nobody, even with CAP_DAC_READ_SEARCH: {res.stderr[-1000:]}')
 
+def test_force_keeps_the_stages_a_change_does_not_touch(tmp_path):
+    out = tmp_path/'run'
+    assert _run(cli('triplets', '--preset', 'test', '--out', str(out))).returncode == 0
+    before = {s: _sha(out/s/'manifest.json') for s in ('setup', 'prompts', 'generate', 'score', 'triplets')}
+    res = _run(cli('triplets', '--preset', 'test', '--top_k', '5', '--out', str(out)), capture_output=True, text=True)
+    assert res.returncode == 2 and ('rerun with --force to redo generate, score, triplets, train and evaluate (keeping '
+                                    'setup and prompts)') in res.stderr, res.stderr
+    res = _run(cli('triplets', '--preset', 'test', '--top_k', '5', '--out', str(out), '--force'), capture_output=True,
+               text=True)
+    assert res.returncode == 0, res.stderr
+    after = {s: _sha(out/s/'manifest.json') for s in before}
+    assert [s for s in before if before[s] == after[s]] == ['setup', 'prompts']     # kept as they were; the rest redone
+    assert json.loads((out/'config.json').read_text())['top_k'] == 5
+
+def test_no_stage_reads_a_field_that_a_later_stage_owns(tmp_path, monkeypatch):
+    """`STAGE_FIELDS` (`00_config`) places each config field at the first stage that reads it, and `--force` keeps the
+    finished stages before the first one whose fields changed. A field that an earlier stage reads too would let
+    `--force` keep an artifact the change alters. The `test` preset runs end to end with every read of a field
+    recorded with the stage then running (between a stage's start and its manifest, and `load_reviews`, whose reviews
+    the setup and the prompts share). Not the stage's own: reads by `dataclasses` and `dpo_imdb.config` (copying,
+    hashing, validating a config) and by the `_check_` functions, which refuse a run early and make nothing (the setup
+    checks that prompts and completions fit the model's context)."""
+    import dataclasses
+    import dpo_imdb.pipeline as pipeline
+    from dpo_imdb.config import RunConfig, STAGE_FIELDS
+    names, order = {f.name for f in dataclasses.fields(RunConfig)}, list(STAGE_FIELDS)
+    owner = {**{name: 'setup' for name in names}, **{n: s for s, fields in STAGE_FIELDS.items() for n in fields}}
+    running, reads = [None], set()
+    get = RunConfig.__getattribute__
+    def recording(self, name):
+        caller = sys._getframe(1)
+        if name in names and running[0] and not caller.f_code.co_name.startswith('_check') and \
+                caller.f_globals.get('__name__') not in ('dataclasses', 'dpo_imdb.config'):
+            reads.add((running[0], name))
+        return get(self, name)
+    reuse, finish, load_reviews = pipeline.RunDir.reuse, pipeline.RunDir.finish, pipeline.load_reviews
+    def reuse_(self, stage):
+        done = reuse(self, stage); running[0] = None if done else stage; return done
+    def finish_(self, stage, started, **counts):
+        try: return finish(self, stage, started, **counts)
+        finally: running[0] = None
+    def load_reviews_(cfg):
+        running[0] = 'setup'
+        try: return load_reviews(cfg)
+        finally: running[0] = None
+    monkeypatch.setattr(pipeline.RunDir, 'reuse', reuse_)
+    monkeypatch.setattr(pipeline.RunDir, 'finish', finish_)
+    monkeypatch.setattr(pipeline, 'load_reviews', load_reviews_)
+    monkeypatch.setattr(RunConfig, '__getattribute__', recording)
+    pipeline.run_pipeline(from_preset('test', out_dir=str(tmp_path/'run')), progress=False)
+    monkeypatch.undo()
+    assert {stage for stage, _ in reads} == set(order), reads                   # every stage ran and read its fields
+    late = sorted((stage, name, owner[name]) for stage, name in reads if order.index(owner[name]) > order.index(stage))
+    assert late == [], f'(stage, field it reads, the later stage STAGE_FIELDS gives it): {late}'
+
 def test_read_only_output_dir_is_a_clear_error(tmp_path):
     "Runs as a non-root user (root ignores directory permissions), so it runs in CI, where tests run as root."
     ro = tmp_path/'ro'; ro.mkdir(); ro.chmod(0o555)

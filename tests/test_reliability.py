@@ -575,7 +575,9 @@ def test_corrupt_saved_config_is_refused_unless_force(tmp_path):
     (tmp_path/'run'/'config.json').write_text('{"beta": 0.1, "polic')          # cut short by a crash
     with pytest.raises(RunError, match='--force'): RunDir(cfg)
     assert (tmp_path/'run'/'prompts'/'manifest.json').exists()                 # nothing deleted without --force
-    assert not RunDir(cfg, force=True).done('prompts')
+    assert RunDir(cfg, force=True).done('prompts')       # --force keeps it: its manifest's fingerprint is this config's
+    assert load_config(tmp_path/'run'/'config.json') == cfg                    # and writes the config again, whole
+    assert not RunDir(replace(cfg, seed=1), force=True).done('prompts')        # a config the prompts depend on: redone
 
 # ---------------------------------------------------------------------------------------------- safe loading
 
