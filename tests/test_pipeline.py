@@ -173,10 +173,13 @@ def test_force_keeps_the_stages_a_change_does_not_touch(tmp_path):
     assert [s for s in before if before[s] == after[s]] == ['setup', 'prompts']     # kept as they were; the rest redone
     assert json.loads((out/'config.json').read_text())['top_k'] == 5
 
-def test_no_stage_reads_a_field_that_a_later_stage_owns(tmp_path, monkeypatch):
+@pytest.mark.parametrize('overrides', [{}, dict(scorer='tiny-distilbert', ref_logps='model', pairing='all_pairs',
+                                               score_target='prompt+completion', loss_type='ipo')])
+def test_no_stage_reads_a_field_that_a_later_stage_owns(tmp_path, monkeypatch, overrides):
     """`STAGE_FIELDS` (`00_config`) places each config field at the first stage that reads it, and `--force` keeps the
     finished stages before the first one whose fields changed. A field that an earlier stage reads too would let
-    `--force` keep an artifact the change alters. The `test` preset runs end to end with every read of a field
+    `--force` keep an artifact the change alters. The `test` preset runs end to end -- as it is, then with a trained
+    DistilBERT scorer, a reference model in training and other pairs, targets and loss -- with every read of a field
     recorded with the stage then running (between a stage's start and its manifest, and `load_reviews`, whose reviews
     the setup and the prompts share). Not the stage's own: reads by `dataclasses` and `dpo_imdb.config` (copying,
     hashing, validating a config) and by the `_check_` functions, which refuse a run early and make nothing (the setup
@@ -208,7 +211,7 @@ def test_no_stage_reads_a_field_that_a_later_stage_owns(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline.RunDir, 'finish', finish_)
     monkeypatch.setattr(pipeline, 'load_reviews', load_reviews_)
     monkeypatch.setattr(RunConfig, '__getattribute__', recording)
-    pipeline.run_pipeline(from_preset('test', out_dir=str(tmp_path/'run')), progress=False)
+    pipeline.run_pipeline(from_preset('test', out_dir=str(tmp_path/'run'), **overrides), progress=False)
     monkeypatch.undo()
     assert {stage for stage, _ in reads} == set(order), reads                   # every stage ran and read its fields
     late = sorted((stage, name, owner[name]) for stage, name in reads if order.index(owner[name]) > order.index(stage))
