@@ -15,7 +15,7 @@ from datasets import load_from_disk
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi, ModelCard, ModelCardData, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
-from .config import BUILT_SOURCES, STAGE_FIELDS, RunConfig, config_hash, from_preset, load_config, stage_hash
+from .config import BUILT_SOURCES, STAGE_FIELDS, RunConfig, from_preset, load_config, stage_hash
 from .config import to_dict
 from .models import TINY_CONFIGS
 
@@ -75,9 +75,8 @@ def read_run(run_dir) -> RunFacts:
     if not (root/'config.json').is_file():
         raise HubError(f"{root} is not a run directory (no config.json): pass the --out of a `dpo-imdb run`")
     cfg = load_config(root/'config.json')
-    stamp = lambda stage: stage_hash(cfg, stage) if stage in STAGE_FIELDS else config_hash(cfg)
-    manifests = {p.parent.name: m for p in sorted(root.glob('*/manifest.json'))
-                 if (m := _read_json(p)) and m.get('config_hash') == stamp(p.parent.name)}
+    manifests = {stage: m for stage in STAGE_FIELDS            # those whose fingerprint is this config's
+                 if (m := _read_json(root/stage/'manifest.json')) and m.get('config_hash') == stage_hash(cfg, stage)}
     done = lambda stage, path: _read_json(root/path) if stage in manifests else None
     return RunFacts(root, cfg, manifests, done('setup', 'setup/scorers.json'), done('train', 'train/history.json'),
                     done('evaluate', 'evaluate/metrics.json'))

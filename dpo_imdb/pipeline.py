@@ -161,7 +161,7 @@ class RunDir:
 
     def stage_hash(self, stage: str) -> str:
         "The fingerprint a manifest of `stage` records (`00_config`): of the fields its artifact depends on."
-        return stage_hash(self.cfg, stage) if stage in STAGE_FIELDS else self.hash
+        return stage_hash(self.cfg, stage)
     def path(self, stage: str) -> Path: return self.root/stage
     def manifest(self, stage: str) -> dict | None:
         "The stage's manifest if the stage finished with this config, else None."
