@@ -133,13 +133,23 @@ def summarize(runs: list[dict], key: str) -> dict:
     return {'median': median(xs), 'min': min(xs), 'max': max(xs), 'runs': xs}
 
 
+def _status_mb(field: str) -> float:
+    "A memory field of /proc/self/status (Linux), MiB."
+    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith(field + ':')) / 1024
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process image, MiB: `VmHWM` of /proc/self/status.
 
     Not `ru_maxrss`: Linux carries the parent's peak over fork/vfork + exec into the child's `ru_maxrss`, so a
     worker started by a parent holding a model would report the parent's peak."""
-    try: return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024
+    try: return _status_mb('VmHWM')
     except (OSError, StopIteration): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    "Resident memory of this process now, MiB (`VmRSS`): with `peak_rss_mb` after, what a step added at its peak."
+    return _status_mb('VmRSS')
 
 
 def table(headers: list[str], rows: list[list]) -> str:

@@ -49,11 +49,11 @@ def side(name: str, rows: int) -> dict:
     if name == 'one pass': loss.LOGITS_BUDGET = math.inf                       # the sampler's call before the budget
     shapes = []
     hook = model.register_forward_hook(lambda module, args, out: shapes.append(list(out.logits.shape)))
-    before = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')) / 1024
+    before = rss_mb()
     seconds, logps = timed(loss.completion_logps, model, prompts, completions, rows, torch.bfloat16)
     hook.remove()
     return {'added_peak_rss_mib': peak_rss_mb() - before, 'seconds': seconds, 'forward_shapes': shapes,
-            'rows_per_pass': shapes[0][0], 'passes': len(shapes), 'logps': logps.tolist(),
+            'rows_per_pass': shapes[0][0], 'passes': len(shapes), 'logps': logps.tolist(), 'vocab': cfg.vocab_size,
             'logits_gib_counted': logits_bytes(shapes[0][0], shapes[0][1], cfg.vocab_size) / 2**30}
 
 
@@ -77,11 +77,12 @@ def main():
         print(f"{name}: {sides[name]['passes']} pass(es) of {sides[name]['rows_per_pass']} rows, +"
               f"{sides[name]['added_peak_rss_mib']:,.0f} MiB peak, {sides[name]['seconds']:.1f} s", flush=True)
     a, b = (sides[n].pop('logps') for n in sides)
+    vocab = sides['one pass'].pop('vocab'); sides['within budget'].pop('vocab')
     from dpo_imdb.loss import LOGITS_BUDGET
-    result = {'machine': info, 'rows': args.rows, 'tokens': PROMPT_LENS[1] + NEW_TOKENS, 'vocab': 50257,
+    result = {'machine': info, 'rows': args.rows, 'tokens': PROMPT_LENS[1] + NEW_TOKENS, 'vocab': vocab,
               'logits_budget': LOGITS_BUDGET, 'sides': sides,
               'max_abs_logp_difference': max(abs(x - y) for x, y in zip(a, b)),
-              'gpu_preset_one_pass_gib_counted': logits_bytes(1024, PROMPT_LENS[1] + NEW_TOKENS, 50257) / 2**30,
+              'gpu_preset_one_pass_gib_counted': logits_bytes(1024, PROMPT_LENS[1] + NEW_TOKENS, vocab) / 2**30,
               'peak_ratio': sides['one pass']['added_peak_rss_mib'] / sides['within budget']['added_peak_rss_mib']}
     print(table(['side', 'rows per pass', 'passes', 'logits counted (GiB)', 'peak added (MiB)', 'seconds'],
                 [[n, s['rows_per_pass'], s['passes'], s['logits_gib_counted'], s['added_peak_rss_mib'], s['seconds']]
