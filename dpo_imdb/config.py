@@ -11,7 +11,7 @@ __all__ = ['LOSS_TYPES', 'PAIRINGS', 'SCORE_TARGETS', 'REF_LOGPS', 'WANDB_MODES'
            'kept_stages', 'force_would']
 
 # %% ../nbs/00_config.ipynb #454752b4
-import hashlib, json, os, sys, types, typing
+import hashlib, json, math, os, sys, types, typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -164,6 +164,8 @@ def _check_types(cfg: RunConfig):
         if not ok:
             want = ' or '.join('None' if t is type(None) else t.__name__ for t in allowed)
             raise ConfigError(f"RunConfig.{f.name} must be {want}, got {value!r} ({type(value).__name__})")
+        if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
+            raise ConfigError(f"RunConfig.{f.name} must be a finite number, got {value!r}")     # inf passes `> 0`
 
 # %% ../nbs/00_config.ipynb #adb923de
 def _check(ok: bool, field: str, rule: str, value):
@@ -196,6 +198,8 @@ def validate_config(cfg: RunConfig) -> RunConfig:
         _check(getattr(cfg, prefix + 'temperature') > 0, prefix + 'temperature', 'must be > 0', getattr(cfg, prefix + 'temperature'))
         _check(0 < getattr(cfg, prefix + 'top_p') <= 1, prefix + 'top_p', 'must be in (0, 1]', getattr(cfg, prefix + 'top_p'))
     _check(0 <= cfg.label_smoothing < 0.5, 'label_smoothing', 'must be in [0, 0.5)', cfg.label_smoothing)
+    _check(cfg.label_smoothing == 0 or cfg.loss_type == 'sigmoid', 'label_smoothing',
+           f"> 0 (conservative DPO) applies to loss_type sigmoid only, not {cfg.loss_type!r}", cfg.label_smoothing)
     _check(cfg.min_margin >= 0, 'min_margin', 'must be >= 0', cfg.min_margin)
     for name in ('learning_rate', 'sft_lr', 'num_epochs', 'max_grad_norm'):
         _check(getattr(cfg, name) > 0, name, 'must be > 0', getattr(cfg, name))
@@ -210,8 +214,10 @@ def validate_config(cfg: RunConfig) -> RunConfig:
                           ('precision', PRECISIONS), ('independent_scorer', INDEPENDENT_SCORERS),
                           ('gen_decoder', DECODERS)]:
         _check_choice(cfg, name, choices)
-    for name in ('policy', 'scorer', 'data', 'out_dir'):
+    for name in ('policy', 'scorer', 'data', 'out_dir', 'name', 'wandb_project'):
         _check(getattr(cfg, name).strip() != '', name, 'must not be empty', getattr(cfg, name))
+    _check(cfg.tokenizer is None or cfg.tokenizer.strip() != '', 'tokenizer', "must not be empty (None: the policy's own)",
+           cfg.tokenizer)
     _check(cfg.independent_scorer != cfg.scorer, 'independent_scorer',
            f'must be a different kind of model from the scorer ({cfg.scorer!r}): choose auto', cfg.independent_scorer)
     return cfg
@@ -240,7 +246,8 @@ def host_problem(url: str, timeout: float = 5) -> str | None:
 
 def hub_problem(timeout: float = 5) -> str | None:
     "Why the Hub cannot be used from here -- switched off, or its host (`HF_ENDPOINT`) out of reach -- or None."
-    if hub_switched_off(): return 'the Hugging Face Hub is switched off here (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set)'
+    if hub_switched_off():
+        return 'the Hugging Face Hub is switched off here (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set: unset it to use the hub)'
     if why := host_problem(os.environ.get('HF_ENDPOINT', 'https://huggingface.co'), timeout):
         return f'the Hugging Face Hub cannot be reached ({why})'
 
@@ -340,9 +347,11 @@ def save_config(cfg: RunConfig, path) -> Path:
 def read_config_file(path) -> dict:
     "The fields a JSON config file sets (every field, for a file `save_config` wrote), not yet validated."
     path = Path(path)
+    if path.is_dir(): raise ConfigError(f"config file {str(path)!r} is a folder: pass a JSON file")
     if not path.is_file(): raise ConfigError(f"config file {str(path)!r} does not exist")
-    try: values = json.loads(path.read_text())
+    try: values = json.loads(path.read_text(encoding='utf-8'))
     except json.JSONDecodeError as e: raise ConfigError(f"config file {str(path)!r} is not valid JSON: {e}") from None
+    except UnicodeDecodeError: raise ConfigError(f"config file {str(path)!r} is not UTF-8 text: pass a JSON file") from None
     if not isinstance(values, dict): raise ConfigError(f"config file {str(path)!r} must hold a JSON object")
     return values
 

@@ -23,7 +23,7 @@ def resolve_device(name: str) -> torch.device:
     if name == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'mps' if mps else 'cpu')
     device = torch.device(name)
     if device.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but no CUDA GPU is available: use device='auto' or 'cpu'")
+        raise ValueError(f"device {name!r} requested but no CUDA GPU is available: use 'auto' or 'cpu'")
     if device.type == 'mps' and not mps: raise ValueError(f"device {name!r} requested but MPS is not available")
     return device
 

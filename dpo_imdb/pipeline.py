@@ -200,7 +200,7 @@ class RunDir:
 # %% ../nbs/08_pipeline.ipynb #ba7e9d03
 from .data import load_imdb, clean_reviews, load_tokenizer, prompts_from_config
 from .models import (TINY_CONFIGS, _weightless, compute_dtype, context_size, load_policy, resolve_device, train_sft)
-from .generation import generate_from_config, sampling_from_config
+from .generation import generate_from_config, resolve_decoder, sampling_from_config
 from .scoring import load_scorer, score_completions, independent_kind, TFIDF_KINDS, TRAINED_SCORERS
 from .triplets import make_triplets, save_triplets, load_triplets, plot_margins
 from .training import check_wandb, train_dpo, log_evaluation
@@ -270,6 +270,11 @@ def _check_context(cfg: RunConfig, model):
     if n_pos and need > n_pos:
         raise ConfigError(f"RunConfig.max_prompt_tokens ({cfg.max_prompt_tokens}) + max_new_tokens ({cfg.max_new_tokens}) "
                           f"= {need} exceeds the context of {cfg.policy!r}, {n_pos} positions: lower max_new_tokens")
+
+def _check_decoder(cfg: RunConfig, model):
+    "Fail before SFT where the sampling loop `gen_decoder` names cannot run `model` where it is ('graph' off CUDA)."
+    try: resolve_decoder(cfg.gen_decoder, model)
+    except ValueError as e: raise ConfigError(f'RunConfig.gen_decoder: {e}') from None
 
 ACCURACY_SAMPLE = 2000      # held-out reviews per scorer accuracy: +-1% and quick even for a transformer scorer
 
@@ -359,7 +364,7 @@ def _sft_reference(cfg: RunConfig, reviews: DatasetDict, device, dtype, progress
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.policy, texts=reviews['train']['text'],
                                vocab_size=cfg.tokenizer_vocab_size)
     reference = load_policy(cfg.policy, tokenizer, device=device, seed=cfg.seed, build_weightless=cfg.sft_steps > 0)
-    _check_context(cfg, reference)
+    _check_context(cfg, reference); _check_decoder(cfg, reference)
     sft_losses, started = [], time.time()
     if cfg.sft_steps:
         sft_losses = train_sft(reference, tokenizer, _sft_texts(reviews, cfg.sft_reviews, cfg.seed), steps=cfg.sft_steps,

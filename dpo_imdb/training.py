@@ -268,9 +268,6 @@ def make_trainer(policy: PreTrainedModel, tokenizer, train_triplets: Dataset, ev
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if alpha < 0: raise ValueError(f"the unlikelihood weight alpha must be >= 0, got {alpha}")
-    if cfg.label_smoothing and cfg.loss_type != 'sigmoid':
-        raise ValueError(f"RunConfig.label_smoothing > 0 (conservative DPO) applies to loss_type='sigmoid' only, "
-                         f"not {cfg.loss_type!r}: set label_smoothing=0")
     recorded = cfg.ref_logps == 'recorded'
     if recorded and ref_model is not None:
         raise ValueError("ref_model is only used with RunConfig.ref_logps='model'; "

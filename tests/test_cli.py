@@ -77,7 +77,7 @@ def test_help_lists_every_field_with_type_and_the_presets_value():
     text = ' '.join(res.stdout.split())
     for f in fields(RunConfig): assert f'--{f.name} ' in text, f.name
     demo = from_preset('demo')                  # `run` starts from the demo preset: --help shows its values
-    for shown in ('--beta FLOAT', f'(float, default: {demo.beta}, from the demo preset)', '--betas_sweep FLOAT [FLOAT ...]',
+    for shown in ('--beta FLOAT', f'(float, default: {demo.beta}, from the demo preset)', '--betas_sweep [FLOAT ...]',
                   '(list of float, default: 0.1 0.5 2.0, from the demo preset)', '--tokenizer STR',
                   '(str or None, default: train, from the demo preset)', '--seed INT', '(int, default: 0, from the demo preset)',
                   '(str, default: synthetic, from the demo preset)', '(str, default: runs/demo, from the demo preset)'):
