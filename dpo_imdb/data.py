@@ -249,6 +249,7 @@ class PromptStats:
     n_duplicate: int      # eligible reviews whose prefix repeated an earlier prompt
     n_train: int
     n_eval: int
+    n_short: int = 0      # eligible reviews of fewer than min_tokens tokens
 
 PROMPT_FEATURES = Features({'prompt': Value('string'), 'prompt_ids': List(Value('int64')),
                            'review_id': Value('string'), 'label': Value('int64')})
@@ -293,16 +294,17 @@ def make_prompts(reviews: Dataset | DatasetDict, tokenizer, n_train: int, n_eval
     order, ks = rng.permutation(eligible), rng.integers(min_tokens, max_tokens + 1, size=len(eligible))
     labels = reviews['label'][:] if 'label' in reviews.column_names else [-1] * len(texts)
     ids = reviews['id'][:] if 'id' in reviews.column_names else [str(i) for i in range(len(texts))]
-    seen, rows, n_dup, chunk = set(), {'eval': [], 'train': []}, 0, max(256, 2 * (n_train + n_eval))
+    seen, rows, n_dup, n_short, chunk = set(), {'eval': [], 'train': []}, 0, 0, max(256, 2 * (n_train + n_eval))
     for start in range(0, len(order), chunk):
         if len(rows['eval']) == n_eval and len(rows['train']) == n_train: break
         idx, k = order[start:start + chunk], ks[start:start + chunk]
         for i, p in zip(idx, _prefixes([texts[i] for i in idx], tokenizer, k)):
             split = 'eval' if len(rows['eval']) < n_eval else 'train' if len(rows['train']) < n_train else None
             if split is None: break
-            if len(p) < min_tokens or tuple(p) in seen: n_dup += 1; continue
+            if len(p) < min_tokens: n_short += 1; continue
+            if tuple(p) in seen: n_dup += 1; continue
             seen.add(tuple(p)); rows[split].append((p, str(ids[i]), int(labels[i])))
-    stats = PromptStats(len(texts), len(eligible), n_dup, len(rows['train']), len(rows['eval']))
+    stats = PromptStats(len(texts), len(eligible), n_dup, len(rows['train']), len(rows['eval']), n_short)
     return _prompt_splits(rows, tokenizer, stats, n_train, n_eval, verbose, return_stats)
 
 # %% ../nbs/01_data.ipynb #03e67f7a
@@ -314,7 +316,8 @@ def _prompt_splits(rows, tokenizer, stats, n_train, n_eval, verbose, return_stat
                       f"reviews gave only {stats.n_train} + {stats.n_eval} unique prompts")
     if verbose:
         print(f"prompts: {stats.n_train} train + {stats.n_eval} eval from {stats.n_reviews} reviews "
-              f"({stats.n_eligible} eligible; {stats.n_duplicate} duplicate prefixes left out)")
+              f"({stats.n_eligible} eligible; {stats.n_duplicate} duplicate prefixes left out"
+              + (f", {stats.n_short} too short" if stats.n_short else '') + ')')
     def split(r):
         return Dataset.from_dict({'prompt': tokenizer.batch_decode([p for p, _, _ in r]) if r else [],
                                   'prompt_ids': [p for p, _, _ in r], 'review_id': [i for _, i, _ in r],

@@ -104,6 +104,7 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0
 def sample_tokens(scores: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     "Inverse-CDF sampling: for each row of `scores` (B, V), the token where its cumulative softmax first exceeds `u` (B,)."
     cdf = scores.softmax(-1).double().cumsum(-1)                                  # (B, V)
+    # the float32 probabilities need not sum to exactly 1: scale u to the last entry; the clamp keeps u = 1 in range
     return torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1).clamp(max=scores.shape[-1] - 1)
 
 # %% ../nbs/02_generation.ipynb #6b88df7f
@@ -202,6 +203,7 @@ def static_forward(tf, ids: torch.Tensor, pos: torch.Tensor, k: torch.Tensor, v:
 
 def prefill_mask(mask: torch.Tensor) -> torch.Tensor:
     "`(B, 1, P, P)`: token `i` of a left-padded row sees the real tokens up to itself, and a pad token only itself."
+    # a pad query that saw nothing would make the softmax 0/0: NaN in its output, and in the cache slots it writes
     P = mask.shape[1]
     causal = torch.ones(P, P, dtype=torch.bool, device=mask.device).tril()
     return ((mask.bool()[:, None, :] & causal) | torch.eye(P, dtype=torch.bool, device=mask.device))[:, None]
@@ -374,6 +376,7 @@ def sample_completions(model: PreTrainedModel, tokenizer, prompt_ids: list[list[
             if decoder == 'eager': draw = lambda p, s: sample_batch(model, p, s, sampling, eos_id, pad_id)
             else: draw = static_decoder(model, min(sampling.batch_size, len(rows)), max(map(len, prompt_ids)), sampling,
                                         eos_id, pad_id, dtype, decoder, record=dtype == torch.float32).sample
+                                        # in bf16 the log-probs come from the pass after the loop, not the loop's sum
             for b in tqdm(range(0, len(order), sampling.batch_size), desc='sampling', disable=not progress):
                 idx = order[b:b + sampling.batch_size]
                 c, l = draw([prompt_ids[rows[r][0]] for r in idx],

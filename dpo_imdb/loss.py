@@ -21,6 +21,7 @@ def sequence_logps(logits: Tensor, labels: Tensor, completion_mask: Tensor) -> T
                          f"{tuple(completion_mask.shape)} must agree on (batch, time)")
     logits, labels = logits[:, :-1].float(), labels[:, 1:]              # t predicts t+1: (B, T-1, V), (B, T-1)
     mask = completion_mask[:, 1:].bool()                                 # (B, T-1): completion tokens only
+    # -100 (trl's padding label) cannot index: gather at 0 instead, which the mask then zeroes
     per_token = logits.log_softmax(-1).gather(2, labels.clamp(min=0).unsqueeze(2)).squeeze(2)  # (B, T-1)
     return torch.where(mask, per_token, 0.).sum(-1)                      # (B,)
 
