@@ -11,6 +11,13 @@ REAL_DATA = {
     'DPO_IMDB_DISTILBERT_DIR': 'a folder with a DistilBERT SST-2 config.json and its vocab.txt',
 }
 
+def skip_without(var: str, why: str):
+    "Skip, printing why, a test that needs environment variable `var`; fail instead where real data is required."
+    reason = f'{var} is not set: {why}'
+    if os.environ.get('DPO_IMDB_REQUIRE_REAL_DATA'): pytest.fail(f'{reason} (DPO_IMDB_REQUIRE_REAL_DATA is set)', pytrace=False)
+    print(f'SKIP: {reason}')
+    pytest.skip(reason)
+
 def cli(*args) -> list[str]:
     "The `dpo-imdb` command line, run with this interpreter."
     return [sys.executable, '-c', 'import sys; from dpo_imdb.cli import main; sys.exit(main())', *args]
@@ -18,13 +25,11 @@ def cli(*args) -> list[str]:
 def real_data(var: str, *files: str) -> Path:
     """The folder that environment variable `var` names, holding readable `files`.
 
-    Not set: the test is skipped, and the reason printed. Set but missing or unreadable: the test fails -- a configured
-    real-data check never quietly does nothing."""
+    Not set: the test is skipped, and the reason printed -- or it fails where `DPO_IMDB_REQUIRE_REAL_DATA` is set (CI
+    with the real data: a tier lost to a renamed variable would otherwise pass unseen). Set but missing or unreadable:
+    the test fails -- a configured real-data check never quietly does nothing."""
     value = os.environ.get(var)
-    if not value:
-        reason = f'{var} is not set: set it to {REAL_DATA[var]} to run this real-data test'
-        print(f'SKIP: {reason}')
-        pytest.skip(reason)
+    if not value: skip_without(var, f'set it to {REAL_DATA[var]} to run this real-data test')
     folder = Path(value)
     for path in [folder, *(folder/f for f in files)]:
         try:

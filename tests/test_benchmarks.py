@@ -8,7 +8,7 @@ matches 0.929), or, for a version ("3.11.7") or a number inside a label ("bs=64"
 import json, math, re
 from pathlib import Path
 import pytest
-from conftest import ROOT
+from conftest import ROOT, skip_without
 
 BENCHMARKS = ROOT/'BENCHMARKS.md'
 MEASURED = ROOT/'bench'/'measured'
@@ -143,8 +143,8 @@ def test_gpu_check_dry_run_on_a_cpu(tmp_path):
     with no time to debug): each step finishes. It caught the preset's run folder still locked by the check's own
     process when the frontier step's subprocess opened it."""
     import os, subprocess
-    if not (os.environ.get('DPO_IMDB_DATA_DIR') and os.environ.get('DPO_IMDB_GPT2_DIR')):
-        pytest.skip('the GPU check reads IMDb and GPT-2\'s tokenizer from DPO_IMDB_DATA_DIR and DPO_IMDB_GPT2_DIR')
+    for var in ('DPO_IMDB_DATA_DIR', 'DPO_IMDB_GPT2_DIR'):
+        if not os.environ.get(var): skip_without(var, "the GPU check reads IMDb and GPT-2's tokenizer from it")
     out = tmp_path/'out'
     proc = subprocess.run(['bash', str(ROOT/'bench'/'gpu_check.sh'), '--cpu', '--smoke', '--frontier', '--out', str(out),
                            '--run-dir', str(tmp_path/'run')], capture_output=True, text=True, timeout=1200)

@@ -355,16 +355,26 @@ def test_push_fails_cleanly_offline_and_without_a_token(finished_run, tmp_path):
     assert_one_line_error(dpo_imdb('push', '--out', tmp_path/'nowhere', '--repo-id', 'me/x'), 'is not a run directory')
     assert_one_line_error(dpo_imdb('push', '--out', finished_run, '--repo-id', 'not a repo'), 'is not a valid repo id')
 
+def _as_hf_api_takes(method: str, *args, **kwargs):
+    "Bind the arguments as `huggingface_hub.HfApi.<method>` would: a misspelt or unknown argument is a TypeError."
+    import inspect
+    from huggingface_hub import HfApi
+    inspect.signature(getattr(HfApi, method)).bind(None, *args, **kwargs)
+
 class RecordingApi:
-    "Stands in for `huggingface_hub.HfApi`: records every call, and the files each `upload_folder` would send."
+    """Stands in for `huggingface_hub.HfApi`: records every call, and the files each `upload_folder` would send; takes
+    only the arguments the real one takes."""
     instances = []
     def __init__(self, **kwargs):
+        _as_hf_api_takes('__init__', **kwargs)
         self.kwargs, self.calls = kwargs, []
         RecordingApi.instances.append(self)
     def create_repo(self, repo_id, **kwargs):
+        _as_hf_api_takes('create_repo', repo_id, **kwargs)
         self.calls.append(('create_repo', repo_id, kwargs))
         return f'https://huggingface.co/{repo_id}'
     def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        _as_hf_api_takes('upload_folder', repo_id=repo_id, folder_path=folder_path, **kwargs)
         files = {str(p.relative_to(folder_path)): p.read_bytes() for p in Path(folder_path).rglob('*') if p.is_file()}
         self.calls.append(('upload_folder', repo_id, {**kwargs, 'files': files}))
 

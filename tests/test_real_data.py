@@ -40,7 +40,7 @@ def test_prompts_are_2_to_8_real_gpt2_tokens(imdb, gpt2_tokenizer, prompts):
     assert not {r['review_id'] for r in prompts['train']} & {r['review_id'] for r in prompts['eval']}
     texts = dict(zip(imdb['train']['id'], imdb['train']['text']))
     is_prefix = [clean_review(texts[r['review_id']]).startswith(r['prompt']) for r in rows]
-    assert np.mean(is_prefix) >= 0.95, f"only {np.mean(is_prefix):.2f} of prompts start their review"
+    assert all(is_prefix), f"only {np.mean(is_prefix):.2f} of prompts start their review"
 
 @pytest.fixture(scope='module')
 def gpt2_shaped(gpt2_dir, gpt2_tokenizer):
@@ -82,7 +82,7 @@ def test_real_shapes_generate_score_and_pair(prompts, gpt2_tokenizer, gpt2_shape
     assert all(0 <= p <= 1 for p in scored['pos_prob'])
     triplets, stats = make_triplets(scored, pairing='all_pairs')
     assert stats.n_prompts == 2 and stats.n_completions == 4
-    assert stats.n_pairs + stats.prompts_without_pair == 2       # 2 samples per prompt: at most one pair each
+    assert (stats.n_pairs, stats.prompts_without_pair) == (2, 0)  # 2 samples per prompt, distinct scores: one pair each
     assert triplets.column_names == list(TRIPLET_FEATURES)
     for t in triplets:
         for col in ('prompt_ids', 'chosen_ids', 'rejected_ids'):
@@ -103,4 +103,4 @@ def test_tfidf_scorer_on_real_imdb(imdb, capsys):
     scorer = TfidfScorer.fit(imdb['train']['text'], imdb['train']['label'])
     acc = scorer.accuracy(imdb['test']['text'], imdb['test']['label'])
     with capsys.disabled(): print(f"\nTF-IDF scorer, IMDb train -> test accuracy: {acc:.4f}")
-    assert acc >= 0.87
+    assert acc >= 0.90                    # 0.906 (03_scoring); a scorer that lost its bigrams or tuned C falls below

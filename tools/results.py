@@ -137,7 +137,7 @@ def run_demo(out, data: str | None = None, timeout: float = 1800, log=None, kern
         raise RuntimeError(f'dpo-imdb demo --out {out} failed with exit status {code}\n{tail}')
     measured = {'fingerprint': fingerprint(env), 'cpu': cpu_model(), 'cores': os.cpu_count(), 'omp_num_threads': 1,
                 'loadavg_start': [round(x, 2) for x in load_start], 'loadavg_end': [round(x, 2) for x in os.getloadavg()],
-                'wall_seconds': round(seconds, 1),
+                'wall_seconds': round(seconds, 1), 'cpu_seconds': round(usage.ru_utime + usage.ru_stime, 1),
                 'peak_rss_mib': round(usage.ru_maxrss / (2**20 if sys.platform == 'darwin' else 2**10), 1),
                 'date': datetime.date.today().isoformat(), 'data': 'synthetic' if not data else 'imdb'}
     (out/'measured.json').write_text(json.dumps(measured, indent=1) + '\n')
