@@ -4,7 +4,7 @@ The `test` preset asks for 2 methods (DPO and online RL) at 2 settings each, eva
 runs the command and checks the points file and the plot. A bad method name or an empty setting list must give one
 line and exit status 2.
 """
-import json, struct, subprocess
+import json, re, struct, subprocess
 from collections import defaultdict
 import pytest
 from conftest import cli, gpt2_alive_at
@@ -75,3 +75,30 @@ def test_each_trained_policy_is_freed_before_the_next_run(tmp_path, monkeypatch)
     cfg = from_preset('test', out_dir=str(tmp_path/'run'), frontier_methods=['dpo'], frontier_betas=[0.1, 0.5])
     _, seen = gpt2_alive_at(monkeypatch, frontier, 'train_offline', lambda: frontier.run_frontier(cfg, progress=False))
     assert len(seen) == 2 and seen[1] == seen[0], seen
+
+# "0.716 under the training scorer at KL 24.9", "IPO (0.699 at 5.7)": a reward and the KL it was measured at
+QUOTED_POINT = re.compile(r'(0\.\d{3})\)?[^0-9]{0,45}?\bat (?:KL )?(\d+\.\d+)')
+
+def _is_a_point(points: list[dict], reward: str, kl: str) -> bool:
+    "Whether some point has this KL (to the digits quoted) and this reward, under either scorer (to 3 digits)."
+    digits = len(kl.split('.')[1])
+    return any(round(p['kl'], digits) == float(kl) and float(reward) in (round(p['reward'], 3), round(p['independent_reward'], 3))
+               for p in points)
+
+def test_the_frontier_figures_the_readme_quotes_are_measured_points():
+    """README's frontier prose is written by hand: each (reward, KL) it quotes must be a point of the measured files it
+    cites -- the demo's 54 points, the H200's partial figure -- and the reference and the count must be theirs."""
+    from conftest import ROOT
+    readme = ' '.join((ROOT/'README.md').read_text().split())
+    demo = readme[readme.index('**Reward vs KL on the demo, measured**'):readme.index('**At real shape**')]
+    real = readme[readme.index('**At real shape**'):readme.index('(`07_evaluation`)', readme.index('**At real shape**'))]
+    demo_points = json.loads((ROOT/'dpo_imdb'/'measured'/'frontier_demo_points.json').read_text())
+    h200 = json.loads((ROOT/'dpo_imdb'/'measured'/'frontier_gpu_h200_partial.json').read_text())
+    h200_points = [p for run in h200['runs'].values() for p in run['points']]
+    for section, points in ((demo, demo_points), (real, h200_points)):
+        quoted = QUOTED_POINT.findall(section)
+        assert len(quoted) >= 5, quoted                                     # the pattern still finds the prose's points
+        assert [q for q in quoted if not _is_a_point(points, *q)] == []
+    reference = next(p for p in demo_points if p['method'] == 'reference')
+    assert f"{len(demo_points)} points" in demo
+    assert f"{reference['reward']:.3f} under the training scorer, {reference['independent_reward']:.3f} under the independent" in demo
