@@ -1,21 +1,15 @@
 """The `gpu` preset's whole code path at smoke size on a CPU: GPT-2 (124M) built from a config without weights, SFT,
 a TF-IDF scorer on real IMDb, every stage, and a report that states the precision and both scorers."""
-import json, math, os, subprocess
+import json, math, subprocess
 from dataclasses import replace
 import pytest
-from conftest import cli, skip_without
+from conftest import cli, real_data
 from dpo_imdb.config import from_preset, save_config, smoke
-
-def _need_env(name: str) -> str:
-    "The directory an environment variable names; skip (printed) when unset, fail when it names nothing."
-    value = os.environ.get(name)
-    if not value: skip_without(name, 'the real-shape tier needs it')
-    assert os.path.isdir(value), f'{name}={value} is set but is not a directory'
-    return value
 
 @pytest.mark.slow
 def test_gpu_preset_smoke_on_cpu(tmp_path):
-    gpt2, imdb = _need_env('DPO_IMDB_GPT2_DIR'), _need_env('DPO_IMDB_DATA_DIR')
+    gpt2 = str(real_data('DPO_IMDB_GPT2_DIR', 'config.json', 'vocab.json', 'merges.txt'))
+    imdb = str(real_data('DPO_IMDB_DATA_DIR', 'train.parquet', 'test.parquet'))
     cfg = replace(smoke(from_preset('gpu')), policy=gpt2, data=imdb, device='cpu', out_dir=str(tmp_path/'run'),
                   wandb_mode='disabled')
     res = subprocess.run(cli('run', '--config', str(save_config(cfg, tmp_path/'cfg.json'))), capture_output=True,
