@@ -371,8 +371,6 @@ def gpu_preset_on_cpu(cfg: RunConfig) -> str | None:
 
 # %% ../nbs/10_cli.ipynb #cf5bdc0c
 def _push(args: argparse.Namespace) -> int:
-    if args.pairs_repo_id and not args.with_pairs:
-        raise CommandLineError('--pairs-repo-id names the repo of the pairs, which only --with-pairs uploads: add --with-pairs')
     from dpo_imdb.hub import push_run
     urls = push_run(args.out, args.repo_id, private=args.private, with_pairs=args.with_pairs,
                     pairs_repo_id=args.pairs_repo_id)

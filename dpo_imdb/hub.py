@@ -303,6 +303,9 @@ def _http_client_errors() -> tuple[type[Exception], ...]:
 def push_run(run_dir, repo_id: str, private: bool = False, with_pairs: bool = False, pairs_repo_id: str | None = None,
              api: HfApi | None = None) -> dict:
     "Upload the run's tuned model, tokenizer and card to model repo `repo_id` (and its pairs to a dataset repo); the URLs."
+    if pairs_repo_id and not with_pairs:                  # a repo named for pairs that would not be uploaded
+        raise HubError('pairs_repo_id (--pairs-repo-id) names the repo of the pairs, which only with_pairs (--with-pairs) '
+                       'uploads: add it')
     f = read_run(run_dir)
     pairs_repo_id = pairs_repo_id or f'{repo_id}-pairs'
     _check_repo_id(repo_id, 'the model repo')
