@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['MARKERS', 'MEASURED', 'float32_logits', 'head_logps', 'kl_to_reference', 'distinct_n', 'win_rate', 'EvalResult',
-           'evaluate_policy', 'samples_table', 'markdown_table', 'plot_sentiment', 'pareto_front', 'frontier_table',
-           'plot_frontier', 'measured']
+           'score_reference', 'evaluate_policy', 'samples_table', 'markdown_table', 'plot_sentiment', 'pareto_front',
+           'frontier_table', 'plot_frontier', 'measured']
 
 # %% ../nbs/07_evaluation.ipynb #1857d4f2
 import json, math
@@ -49,18 +49,17 @@ def kl_to_reference(policy, reference, prompt_ids: list[list[int]], completion_i
     device, out = next(policy.parameters()).device, {k: [] for k in ('kl', 'kl_mc', 'policy_logps', 'reference_logps')}
     for i in range(0, len(prompt_ids), batch_size):
         ids, attn, mask = (x.to(device) for x in pack_completions(prompt_ids[i:i + batch_size], completion_ids[i:i + batch_size]))
-        labels, mask = ids[:, 1:, None], mask[:, 1:].bool()                          # position t predicts token t+1
-        raw, sampled = {}, {}
+        sampled = {}
         for name, model in (('policy', policy), ('reference', reference)):
-            logits = float32_logits(model, ids, causal_mask(attn, model), dtype)[:, :-1]
-            raw[name] = logits.log_softmax(-1).gather(-1, labels)[..., 0]              # (b, T-1) log pi(y_t)
-            sampled[name] = filter_logits(logits, sampling.temperature, sampling.top_k, sampling.top_p).log_softmax(-1)
+            logits = float32_logits(model, ids, causal_mask(attn, model), dtype)
+            out[f'{name}_logps'].append(sequence_logps(logits, ids, mask).double().cpu())   # (b,) log pi(y|x), raw
+            sampled[name] = filter_logits(logits[:, :-1], sampling.temperature, sampling.top_k,
+                                          sampling.top_p).log_softmax(-1)          # position t predicts token t+1
         lp, lq = sampled['policy'], sampled['reference']                               # (b, T-1, V) log q
         token_kl = torch.where(lp > -math.inf, lp.exp() * (lp - lq), 0.).sum(-1)      # (b, T-1); inf off q_ref's support
-        log_ratio = (lp - lq).gather(-1, labels)[..., 0]
-        for key, per_token in (('kl', token_kl), ('kl_mc', log_ratio), ('policy_logps', raw['policy']),
-                               ('reference_logps', raw['reference'])):
-            out[key].append(torch.where(mask, per_token, 0.).sum(-1).double().cpu())
+        log_ratio = (lp - lq).gather(-1, ids[:, 1:, None])[..., 0]
+        for key, per_token in (('kl', token_kl), ('kl_mc', log_ratio)):
+            out[key].append(torch.where(mask[:, 1:].bool(), per_token, 0.).sum(-1).double().cpu())
     return {k: torch.cat(v).numpy() for k, v in out.items()}
 
 # %% ../nbs/07_evaluation.ipynb #7e7c1022
@@ -91,9 +90,27 @@ class EvalResult:
     samples: pd.DataFrame = field(repr=False)
 
 # %% ../nbs/07_evaluation.ipynb #8ec80439
+def score_reference(reference, samples: Dataset, scorer, independent_scorer=None, dtype: torch.dtype = torch.float32,
+                    target: str = 'completion') -> Dataset:
+    """The reference's `samples` with what every evaluation against them reads: the scorers' positive probabilities
+    (`reference_prob`, `independent/reference_prob`) and each sample's log-prob through the float32 output layer
+    (`reference_logps`). A column already there is kept, so many policies compared with one reference cost one pass;
+    it must come from the same scorers and `dtype`."""
+    columns = {}
+    for name, model in (('reference_prob', scorer), ('independent/reference_prob', independent_scorer)):
+        if model is not None and name not in samples.column_names: columns[name] = _score_rows(model, samples, target)
+    if 'reference_logps' not in samples.column_names:
+        # in float32 the sampler's record is this number already; in bf16 it holds the bf16 logits training computes
+        # (02_generation), 0.4-1% off in perplexity at GPT-2's scale (below)
+        columns['reference_logps'] = (np.asarray(samples['ref_logps']) if dtype == torch.float32 else
+                                      head_logps(reference, samples['prompt_ids'], samples['completion_ids'], dtype))
+    for name, values in columns.items(): samples = samples.add_column(name, np.asarray(values, np.float64).tolist())
+    return samples
+
 def _sentiment_metrics(prefix: str, scorer, ref_samples: Dataset, pol_samples: Dataset, target: str,
                        table: pd.DataFrame) -> dict:
-    ref_probs, pol_probs = _score_rows(scorer, ref_samples, target), _score_rows(scorer, pol_samples, target)
+    ref_probs = np.asarray(ref_samples[f'{prefix}reference_prob'], np.float64)      # scored once: score_reference
+    pol_probs = _score_rows(scorer, pol_samples, target)
     table[f'{prefix}reference_prob'], table[f'{prefix}policy_prob'] = ref_probs, pol_probs
     ref_by_prompt = _per_prompt(ref_probs, ref_samples['prompt_idx'])
     pol_by_prompt = _per_prompt(pol_probs, pol_samples['prompt_idx'])
@@ -107,20 +124,18 @@ def evaluate_policy(policy, reference, tokenizer, prompts: Dataset, scorer, inde
                     reference_samples: Dataset | None = None) -> EvalResult:
     """Compare `policy` with `reference` on held-out `prompts`: sentiment, win rate, KL, perplexity, distinct-n.
     `reference_samples`: the reference's samples of `prompts` under `sampling`, drawn before (the same seeds give the
-    same samples: when many policies are compared with one reference, it is sampled once)."""
+    same samples: when many policies are compared with one reference, it is sampled once, and scored once when they
+    come from `score_reference`)."""
     if len(prompts) == 0: raise ValueError('evaluate_policy needs at least one held-out prompt')
     if reference_samples is not None and len(reference_samples) != len(prompts) * sampling.n:
         raise ValueError(f"reference_samples has {len(reference_samples)} rows, but {len(prompts)} prompts x "
                          f"{sampling.n} samples were asked for: pass the reference's samples of these prompts")
     ref_samples = reference_samples if reference_samples is not None else generate_completions(
         reference, tokenizer, prompts, sampling, dtype, progress=progress)
+    ref_samples = score_reference(reference, ref_samples, scorer, independent_scorer, dtype, target)
     pol_samples = generate_completions(policy, tokenizer, prompts, sampling, dtype, progress=progress)   # same seeds
     kl = kl_to_reference(policy, reference, pol_samples['prompt_ids'], pol_samples['completion_ids'], sampling, dtype)
     kl_name = 'kl' if sampling.pure else 'sampling_kl'       # a KL of the raw models only under pure sampling
-    # both perplexities from the float32 output layer: in float32 the sampler's record is that already; in bf16 it
-    # holds the bf16 logits training computes (02_generation), 0.4-1% off in perplexity at GPT-2's scale (below)
-    ref_logps = (np.asarray(ref_samples['ref_logps']) if dtype == torch.float32 else
-                 head_logps(reference, ref_samples['prompt_ids'], ref_samples['completion_ids'], dtype))
     pol_tokens = max(sum(map(len, pol_samples['completion_ids'])), 1)
     ref_tokens = max(sum(map(len, ref_samples['completion_ids'])), 1)
     table = pd.DataFrame({'prompt_idx': pol_samples['prompt_idx'], 'prompt': pol_samples['prompt'],
@@ -132,7 +147,7 @@ def evaluate_policy(policy, reference, tokenizer, prompts: Dataset, scorer, inde
         metrics.update(_sentiment_metrics('independent/', independent_scorer, ref_samples, pol_samples, target, table))
     metrics.update({
         kl_name: float(kl['kl'].mean()), f'{kl_name}_mc': float(kl['kl_mc'].mean()),
-        'reference/perplexity': math.exp(-float(ref_logps.sum()) / ref_tokens),
+        'reference/perplexity': math.exp(-float(np.sum(ref_samples['reference_logps'])) / ref_tokens),
         'policy/perplexity_under_reference': math.exp(-float(kl['reference_logps'].sum()) / pol_tokens),
         'reference/distinct_1': distinct_n(ref_samples['completion_ids'], 1),
         'reference/distinct_2': distinct_n(ref_samples['completion_ids'], 2),

@@ -23,7 +23,8 @@ from .generation import (SamplingConfig, completion_columns, generate_completion
 from .loss import completion_logps, pack_completions, sequence_logps
 from .models import autocast, causal_mask
 from .scoring import score_texts
-from .evaluation import distinct_n, evaluate_policy, frontier_table, markdown_table, pareto_front, plot_frontier
+from .evaluation import (distinct_n, evaluate_policy, frontier_table, markdown_table, pareto_front,
+                                 plot_frontier, score_reference)
 from .training import make_trainer
 from .pipeline import (RunError, _holding, run_pipeline, run_prompts, run_triplets, setup_models,
                                write_json, write_report)
@@ -143,9 +144,11 @@ def best_of_n_points(cfg: RunConfig, models, prompts, ns: list[int]) -> list[dic
 
 # %% ../nbs/08a_frontier.ipynb #fd6f0d48
 def sample_reference(models, prompts, cfg: RunConfig) -> Dataset:
-    "The reference's samples of the held-out `prompts` under the evaluation's sampling: drawn once for every point."
-    return generate_completions(models.reference, models.tokenizer, prompts, sampling_from_config(cfg, evaluation=True),
-                                models.dtype, progress=False)
+    "The reference's samples of the held-out `prompts` under the evaluation's sampling, scored: once for every point."
+    samples = generate_completions(models.reference, models.tokenizer, prompts, sampling_from_config(cfg, evaluation=True),
+                                   models.dtype, progress=False)
+    return score_reference(models.reference, samples, models.scorer, models.independent_scorer, models.dtype,
+                           cfg.score_target)
 
 def evaluate_point(policy, models, prompts, cfg: RunConfig, reference_samples: Dataset | None = None) -> dict:
     "KL, rewards under both scorers and distinct-2 of `policy`'s samples of the held-out `prompts` (`sample_reference`'s reused)."
