@@ -9,7 +9,8 @@ __all__ = ['STAGE_COMMANDS', 'COMMANDS', 'FIELDS_EPILOG', 'MEANT', 'PLOTS', 'GPU
            'result_summary', 'sweep_summary', 'gpu_preset_on_cpu', 'quiet_run', 'main']
 
 # %% ../nbs/10_cli.ipynb #d517e592
-import argparse, contextlib, dataclasses, difflib, io, json, logging, os, shlex, shutil, sys, textwrap, time, typing, warnings
+import argparse, contextlib, dataclasses, difflib, io, json, logging, os, re, shlex, shutil, sys, textwrap, time, typing
+import warnings
 from dataclasses import fields, replace
 from pathlib import Path
 from .config import BOOKKEEPING, BUILT_SOURCES, ConfigError, PRESETS, RunConfig, config_hash, from_preset
@@ -485,9 +486,20 @@ def _run(args: argparse.Namespace, cfg: RunConfig, started: float) -> int:
     else: print(f'dpo-imdb: {stop} finished: see {run.root}/report.md', flush=True)
     return 0
 
+_FIELD = re.compile(r"RunConfig\.(\w+)(?:='([^']*)'|=([^\s;,)]+))?")     # RunConfig.beta, RunConfig.x='v', RunConfig.x=3
+
+def _flag_names(message: str) -> str:
+    "`message` in the command line's words: `RunConfig.beta` is `--beta`, `RunConfig.ref_logps='model'` `--ref_logps model`."
+    names = {f.name for f in fields(RunConfig)}
+    def flag(m: re.Match) -> str:
+        if m[1] not in names: return m[0]
+        value = m[2] if m[2] is not None else m[3]
+        return f'--{m[1]}' + ('' if value is None else f' {value}')
+    return _FIELD.sub(flag, message)
+
 def _error_line(e: BaseException) -> str:
-    "The message of `e` as one line: a library's may span several."
-    return ' '.join(str(e).split()) or type(e).__name__
+    "The message of `e` as one line (a library's may span several), naming the flags a command line sets."
+    return _flag_names(' '.join(str(e).split())) or type(e).__name__
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `dpo-imdb` and of `python -m dpo_imdb`."

@@ -346,7 +346,7 @@ def wandb_run_id(wandb_dir) -> str:
 
 def _need_wandb(mode: str):
     if importlib.util.find_spec('wandb') is None:
-        raise ValueError(f"RunConfig.wandb_mode={mode!r} needs the wandb package: pip install wandb, or set wandb_mode='disabled'")
+        raise ValueError(f"RunConfig.wandb_mode={mode!r} needs the wandb package: pip install wandb, or set RunConfig.wandb_mode='disabled'")
 
 def check_wandb(mode: str):
     """Refuse at once, saying what to do, a W&B mode that would fail when training starts: any but 'disabled' without
@@ -355,7 +355,7 @@ def check_wandb(mode: str):
     _need_wandb(mode)
     if mode != 'online': return
     import wandb
-    instead = "or wandb_mode='offline' writes the run to local files, which `wandb sync` uploads later"
+    instead = "or RunConfig.wandb_mode='offline' writes the run to local files, which `wandb sync` uploads later"
     if why := host_problem(os.environ.get('WANDB_BASE_URL') or wandb.setup().settings.base_url):
         raise ValueError(f"RunConfig.wandb_mode='online', but W&B's server cannot be reached ({why}); {instead}")
     try: logged_in = wandb.login(verify=False)   # WANDB_API_KEY, ~/.netrc or W&B's settings; else a terminal is asked

@@ -101,8 +101,8 @@ def test_building_the_parser_leaves_runconfig_alone():
 @pytest.mark.parametrize('args, message', [
     (['--beta', 'abc'], "argument --beta: invalid float value: 'abc'"),
     (['--seed', '1.5'], "argument --seed: invalid int value: '1.5'"),
-    (['--beta', '-1'], 'RunConfig.beta must be > 0'),
-    (['--loss_type', 'kto'], 'RunConfig.loss_type must be one of sigmoid, ipo, hinge'),
+    (['--beta', '-1'], '--beta must be > 0'),
+    (['--loss_type', 'kto'], '--loss_type must be one of sigmoid, ipo, hinge'),
     (['--betta', '0.2'], 'unrecognized arguments: --betta 0.2 (did you mean --beta?)'),
     (['--preset', 'nope'], "argument --preset: invalid choice: 'nope'"),
 ])
@@ -167,13 +167,13 @@ def _refusal(case: str, d: Path) -> tuple[list, str, dict]:
         save_config(from_preset('demo', out_dir=str(d/'runs'/'demo')), d/'runs'/'demo'/'config.json')
         return ['demo', '--data', good, '--out', d/'runs'/'demo'], "holds a run made with a different config (data: 'synthetic' there", {}
     if case == 'missing_policy':
-        return ['run', '--preset', 'test', '--policy', d/'models'/'gpt2', '--out', d/'run'], 'RunConfig.policy: folder', {}
+        return ['run', '--preset', 'test', '--policy', d/'models'/'gpt2', '--out', d/'run'], '--policy: folder', {}
     if case == 'data_offline': return ['data', '--out', d/'imdb'], 'the Hugging Face Hub is switched off', {'HF_HUB_OFFLINE': '1'}
     if case == 'data_out_is_a_file': return ['data', '--out', notes], 'is a file, not a folder', {}
     if case == 'data_unreachable':                       # no hub switch set, but its host refuses connections
         env = {'HF_HUB_OFFLINE': '0', 'HF_DATASETS_OFFLINE': '0', 'HF_ENDPOINT': f'http://127.0.0.1:{closed_port()}', **NO_PROXY}
         return ['data', '--out', d/'imdb'], 'the Hugging Face Hub cannot be reached (127.0.0.1: Connection refused)', env
-    if case == 'bad_value': return ['run', '--beta', '-1', '--out', d/'run'], 'RunConfig.beta must be > 0', {}
+    if case == 'bad_value': return ['run', '--beta', '-1', '--out', d/'run'], '--beta must be > 0', {}
     raise ValueError(case)
 
 REFUSALS = ['out_is_a_file', 'out_inside_a_file', 'missing_data', 'data_is_a_file', 'empty_data', 'corrupt_parquet',

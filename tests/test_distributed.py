@@ -157,7 +157,7 @@ def test_a_batch_the_processes_cannot_share_is_refused_at_once(tmp_path):
     cfg = save_config(from_preset('test', train_batch_size=7), tmp_path/'cfg.json')
     res = run(launch(2, 'run', '--config', str(cfg), '--out', str(tmp_path/'run')))
     assert res.returncode != 0
-    assert 'dpo-imdb: error: RunConfig.train_batch_size (7) is the batch of all 2 processes' in res.stderr
+    assert 'dpo-imdb: error: --train_batch_size (7) is the batch of all 2 processes' in res.stderr
     assert not (tmp_path/'run'/'setup').exists()                       # before any work
 
 @pytest.mark.slow

@@ -55,9 +55,9 @@ def test_frontier_test_preset(tmp_path):
     assert measure(again) == measure(points)
 
 @pytest.mark.parametrize('change, message', [
-    ({'frontier_methods': ['dpo', 'ppo']}, "RunConfig.frontier_methods has an unknown method 'ppo': choose from dpo, "),
-    ({'frontier_betas': []}, "RunConfig.frontier_betas is empty, but frontier_methods includes 'dpo'"),
-    ({'frontier_rl_betas': []}, "RunConfig.frontier_rl_betas is empty, but frontier_methods includes 'rloo'"),
+    ({'frontier_methods': ['dpo', 'ppo']}, "--frontier_methods has an unknown method 'ppo': choose from dpo, "),
+    ({'frontier_betas': []}, "--frontier_betas is empty, but frontier_methods includes 'dpo'"),
+    ({'frontier_rl_betas': []}, "--frontier_rl_betas is empty, but frontier_methods includes 'rloo'"),
 ])
 def test_frontier_bad_settings(tmp_path, change, message):
     config = save_config(from_preset('test', out_dir=str(tmp_path/'run'), **change), tmp_path/'config.json')

@@ -360,11 +360,11 @@ def test_max_new_tokens_beyond_context_fails_before_long_work(cli_jobs, cli_case
 # ---------------------------------------------------------------------------------------------- config values
 
 @pytest.mark.parametrize('cli_case,words', [
-    ('config:beta=0', 'RunConfig.beta must be > 0 (it scales the implicit reward; 0.1 is usual) (got 0.0)'),
-    ('config:beta=-0.5', 'RunConfig.beta must be > 0 (it scales the implicit reward; 0.1 is usual) (got -0.5)'),
-    ('config:completions_per_prompt=1', 'RunConfig.completions_per_prompt must be >= 2: a preference pair needs two'),
-    ('config:completions_per_prompt=0', 'RunConfig.completions_per_prompt must be >= 2'),
-    ('config:max_new_tokens=0', 'RunConfig.max_new_tokens must be > 0 (got 0)')], ids=lambda v: v if v.startswith('config:') else '')
+    ('config:beta=0', '--beta must be > 0 (it scales the implicit reward; 0.1 is usual) (got 0.0)'),
+    ('config:beta=-0.5', '--beta must be > 0 (it scales the implicit reward; 0.1 is usual) (got -0.5)'),
+    ('config:completions_per_prompt=1', '--completions_per_prompt must be >= 2: a preference pair needs two'),
+    ('config:completions_per_prompt=0', '--completions_per_prompt must be >= 2'),
+    ('config:max_new_tokens=0', '--max_new_tokens must be > 0 (got 0)')], ids=lambda v: v if v.startswith('config:') else '')
 def test_bad_config_value_in_a_file_is_one_clear_line(cli_jobs, cli_case, words):
     res, _, d = cli_jobs(cli_case)
     _error_line(res, words)
