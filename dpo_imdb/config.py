@@ -135,7 +135,7 @@ class RunConfig:
     wandb_project: str = knob('dpo_imdb', 'W&B project name')
     device: str = knob('auto', "'auto' (cuda, else mps, else cpu), 'cpu', 'cuda' or 'mps'")
     precision: str = knob('auto', "compute precision of sampling, scoring, training and evaluation alike: 'fp32', "
-                          "'bf16', or 'auto' (bf16 on a GPU that supports it, else fp32)")
+                          "'bf16', or 'auto' (bf16 on a GPU with bf16 matrix units, Ampere or newer; else fp32)")
 
     def __post_init__(self): validate_config(self)
 

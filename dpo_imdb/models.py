@@ -31,11 +31,15 @@ def resolve_device(name: str) -> torch.device:
 def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
     "The compute dtype of `RunConfig.precision` on `device`: `torch.bfloat16` or `torch.float32`."
     if precision == 'fp32': return torch.float32
-    bf16_ok = device.type != 'cuda' or torch.cuda.is_bf16_supported()
-    if precision == 'auto': return torch.bfloat16 if device.type == 'cuda' and bf16_ok else torch.float32
-    if precision != 'bf16': raise ValueError(f"precision must be one of auto, fp32, bf16, got {precision!r}")
-    if not bf16_ok: raise ValueError(f"precision='bf16' but this GPU ({torch.cuda.get_device_name(device)}) has no "
-                                     "bf16 support: use precision='fp32' or 'auto'")
+    if precision not in ('auto', 'bf16'): raise ValueError(f"precision must be one of auto, fp32, bf16, got {precision!r}")
+    # not torch.cuda.is_bf16_supported(): it also says yes where bf16 is only emulated, without matrix units for it
+    # (before Ampere: a T4, a V100), no faster than fp32 there and less precise
+    major, minor = torch.cuda.get_device_capability(device) if device.type == 'cuda' else (0, 0)
+    native = device.type != 'cuda' or bool(torch.version.hip) or major >= 8
+    if precision == 'auto': return torch.bfloat16 if device.type == 'cuda' and native else torch.float32
+    if not native: raise ValueError(f"precision='bf16' but this GPU ({torch.cuda.get_device_name(device)}, compute "
+                                    f"capability {major}.{minor}) only emulates bf16, which needs 8.0 (Ampere) or newer: "
+                                    "use precision='fp32' or 'auto'")
     return torch.bfloat16
 
 def autocast(device: torch.device, dtype: torch.dtype):
