@@ -21,7 +21,7 @@ PAIRINGS = ('best_vs_worst', 'all_pairs')              # one pair per prompt, or
 SCORE_TARGETS = ('completion', 'prompt+completion')    # what the sentiment classifier reads
 REF_LOGPS = ('recorded', 'model')                      # reference log-probs from generation, or a reference forward
 WANDB_MODES = ('offline', 'online', 'disabled')
-DEVICES = ('auto', 'cpu', 'cuda', 'mps')
+DEVICES = ('auto', 'cpu', 'cuda')
 PRECISIONS = ('auto', 'fp32', 'bf16')
 DECODERS = ('auto', 'eager', 'static', 'graph', 'compile')   # the sampling loop (02_generation)
 INDEPENDENT_SCORERS = ('auto', 'tfidf', 'tfidf-char')
@@ -133,7 +133,8 @@ class RunConfig:
     out_dir: str = knob('runs/colab', 'run directory')
     wandb_mode: str = knob('offline', "Weights & Biases: 'offline' (local files only), 'online' or 'disabled'")
     wandb_project: str = knob('dpo_imdb', 'W&B project name')
-    device: str = knob('auto', "'auto' (cuda, else mps, else cpu), 'cpu', 'cuda' or 'mps'")
+    device: str = knob('auto', "'auto' (cuda if there is a GPU, else cpu), 'cpu' or 'cuda' (not Apple's mps: the "
+                       "sampler draws in float64, which mps lacks)")
     precision: str = knob('auto', "compute precision of sampling, scoring, training and evaluation alike: 'fp32', "
                           "'bf16', or 'auto' (bf16 on a GPU with bf16 matrix units, Ampere or newer; else fp32)")
 

@@ -18,13 +18,14 @@ from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHea
 
 # %% ../nbs/01a_models.ipynb #689e7805
 def resolve_device(name: str) -> torch.device:
-    "`'auto'` -> cuda if available, else mps, else cpu; any other name is checked and returned as a `torch.device`."
-    mps = getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
-    if name == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'mps' if mps else 'cpu')
+    "`'auto'` -> cuda if available, else cpu; any other name is checked and returned as a `torch.device`."
+    if name == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     device = torch.device(name)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but no CUDA GPU is available: use 'auto' or 'cpu'")
-    if device.type == 'mps' and not mps: raise ValueError(f"device {name!r} requested but MPS is not available")
+    if device.type not in ('cuda', 'cpu'):          # Apple's mps has no float64, in which the sampler draws (02_generation)
+        raise ValueError(f"device {name!r}: runs use 'cuda' or 'cpu' (the sampler draws in float64, which Apple's mps "
+                         "lacks): use 'cpu' on a Mac")
     return device
 
 # %% ../nbs/01a_models.ipynb #469c971f
@@ -142,11 +143,14 @@ def load_policy(source: str, tokenizer, device='cpu', seed: int = 0, build_weigh
     elif build_weightless and _weightless(source):
         config = AutoConfig.from_pretrained(source, trust_remote_code=False)
         check_vocab(tokenizer, config.vocab_size, repr(source))
-        model = _seeded(lambda: AutoModelForCausalLM.from_config(config, trust_remote_code=False), seed)
+        model = _seeded(lambda: AutoModelForCausalLM.from_config(config, trust_remote_code=False, dtype=torch.float32),
+                        seed)
     else:
         try:
             check_vocab(tokenizer, AutoConfig.from_pretrained(source, trust_remote_code=False).vocab_size, repr(source))
-            model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=False)
+            # float32 weights whatever the checkpoint's dtype (transformers loads that by default): a bf16 run computes
+            # in bf16 by autocast, and its optimizer updates weights of float32
+            model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=False, dtype=torch.float32)
         except OSError as e:
             raise FileNotFoundError(f"cannot load a causal LM from {source!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__} "
                                     "(a model directory needs config.json and model.safetensors, as save_pretrained "

@@ -125,8 +125,10 @@ class SentimentScorer(Scorer):
                 config = AutoConfig.from_pretrained(source, trust_remote_code=False)
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(seed)
-                    model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=False)
-            else: model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=False)
+                    model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=False,
+                                                                           dtype=torch.float32)
+            else: model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=False,
+                                                                             dtype=torch.float32)   # `dtype`: autocast
             tokenizer = AutoTokenizer.from_pretrained(source)
         except OSError as e:
             raise FileNotFoundError(f"cannot load a sentiment classifier from {source!r}: not a model directory and not "
