@@ -203,7 +203,7 @@ from .models import (TINY_CONFIGS, _weightless, compute_dtype, context_size, loa
 from .generation import generate_from_config, resolve_decoder, sampling_from_config
 from .scoring import load_scorer, score_completions, independent_kind, TFIDF_KINDS, TRAINED_SCORERS
 from .triplets import make_triplets, save_triplets, load_triplets, plot_margins
-from .training import check_wandb, train_dpo, log_evaluation
+from .training import check_launcher_precision, check_wandb, train_dpo, log_evaluation
 from .evaluation import evaluate_policy, samples_table, markdown_table, plot_sentiment, plot_frontier
 from .hub import write_model_card
 
@@ -301,6 +301,12 @@ def scorer_cards(cfg: RunConfig, reviews: DatasetDict, scorer, independent, accu
 def _load_setup(cfg: RunConfig, run: RunDir, device, dtype) -> Models:
     "The models that stage `setup` saved (or, for hub ids, named)."
     d, m = run.path('setup'), run.manifest('setup')['counts']
+    # precision 'auto' is bf16 on one GPU and fp32 on another: an unfinished run goes on only in the precision it began
+    # in, or its recorded reference log-probs would not be training's arithmetic (06_training)
+    if m.get('precision', str(dtype)) != str(dtype) and not all(run.done(s) for s in STAGES):
+        raise RunError(f"this run's finished stages computed in {m['precision'].replace('torch.', '')}, but precision "
+                       f"{cfg.precision!r} is {str(dtype).replace('torch.', '')} here (on {device.type}): go on where "
+                       "it began, or start it again here with --force")
     tokenizer = load_tokenizer(str(d/'tokenizer'))
     reference = load_policy(str(d/'reference') if m['reference_saved'] else cfg.policy, tokenizer, device=device)
     scorer = load_scorer(str(d/'scorer') if m['scorer_saved'] else cfg.scorer, batch_size=cfg.score_batch_size,
@@ -575,6 +581,7 @@ def run_pipeline(cfg: RunConfig, force: bool = False, stop_after: str = 'evaluat
     todo = STAGES[:STAGES.index(stop_after) + 1]
     init_distributed(cpu=resolve_device(cfg.device).type == 'cpu')     # launched as N processes: join them (07a)
     if 'train' in todo: per_device_batch(cfg.train_batch_size)          # a batch N cannot share: refused before any work
+    if 'train' in todo: check_launcher_precision(cfg)                   # so is a launcher's precision over the run's
     if 'train' in todo and is_main(): check_wandb(cfg.wandb_mode)      # so is W&B that cannot log
     with _holding(cfg.out_dir):
         run = RunDir(cfg, force=force, progress=progress)

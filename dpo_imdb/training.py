@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['ID_COLUMNS', 'REF_COLUMNS', 'OBJECTIVES', 'CHECKPOINTING_ARG', 'NO_CHECKPOINTING', 'PLOTS', 'dpo_batch',
            'plain_dpo_step', 'train_dpo_plain', 'has_columns', 'fit_max_length', 'PackedPreferenceCollator',
-           'TripletDPOTrainer', 'dpo_config', 'QuietProgress', 'make_trainer', 'StepHostReads', 'history_from_log',
-           'save_history', 'plot_history', 'wandb_run_id', 'check_wandb', 'wandb_run_env', 'log_evaluation',
-           'TrainResult', 'SessionSteps', 'train_dpo']
+           'TripletDPOTrainer', 'check_launcher_precision', 'dpo_config', 'QuietProgress', 'make_trainer',
+           'StepHostReads', 'history_from_log', 'save_history', 'plot_history', 'wandb_run_id', 'check_wandb',
+           'wandb_run_env', 'log_evaluation', 'TrainResult', 'SessionSteps', 'train_dpo']
 
 # %% ../nbs/06_training.ipynb #d6246e09
 import contextlib, copy, importlib.util, json, os, time, uuid, warnings
@@ -211,10 +211,20 @@ CHECKPOINTING_ARG = ('activation_checkpointing' if 'activation_checkpointing' in
                      else 'gradient_checkpointing')
 NO_CHECKPOINTING = {CHECKPOINTING_ARG: False}
 
+def check_launcher_precision(cfg: RunConfig):
+    """Refuse an `accelerate launch --mixed_precision` that would override a run in fp32: transformers takes the
+    launcher's (`ACCELERATE_MIXED_PRECISION`) whenever `bf16` and `fp16` are both off."""
+    launcher = os.environ.get('ACCELERATE_MIXED_PRECISION', 'no')
+    if launcher != 'no' and compute_dtype(cfg.precision, resolve_device(cfg.device)) == torch.float32:
+        raise ValueError(f"this run computes in fp32 (RunConfig.precision='{cfg.precision}' here), but accelerate "
+                         f"launch's mixed_precision is {launcher!r}: training would run in {launcher} while the samples "
+                         "and their recorded reference log-probs are fp32; launch with --mixed_precision no")
+
 def dpo_config(cfg: RunConfig, out_dir, has_eval: bool, recorded: bool, report_to: str = 'none',
                progress: bool = True, checkpoints: bool = True) -> DPOConfig:
     """trl's `DPOConfig` for `cfg`: checkpoints under `out_dir/'checkpoints'` (none if not `checkpoints`), reference
     log-probs precomputed iff `recorded`."""
+    check_launcher_precision(cfg)
     device = resolve_device(cfg.device)
     bf16 = compute_dtype(cfg.precision, device) == torch.bfloat16
     return DPOConfig(
