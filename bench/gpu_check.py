@@ -104,8 +104,10 @@ def environment(args) -> dict:
         try: out[name] = version(name)                                                # fsspec<=2026.9, hub>=1.31: the
         except PackageNotFoundError: out[name] = None                                 # image's own, not carried
     if torch.cuda.is_available():
+        from dpo_imdb.models import compute_dtype
         p = torch.cuda.get_device_properties(0)
-        out.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1), bf16=torch.cuda.is_bf16_supported(),
+        out.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1), compute_capability=f'{p.major}.{p.minor}',
+                   bf16=compute_dtype('auto', torch.device('cuda')) == torch.bfloat16,     # the runs' precision
                    sdpa_flash=torch.backends.cuda.flash_sdp_enabled())
     return out
 

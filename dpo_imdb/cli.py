@@ -477,10 +477,11 @@ def _run(args: argparse.Namespace, cfg: RunConfig, started: float) -> int:
         return 130                                      # the shell's status for a command stopped by SIGINT
     except RuntimeError as e:                           # torch.OutOfMemoryError: one line that says what to change
         if type(e).__name__ != 'OutOfMemoryError': raise
-        if not is_main(): return 2
         from tqdm import tqdm
+        from dpo_imdb.distributed import rank
         for bar in list(tqdm._instances): bar.close()   # the bars it cut short end now, not after this line (when collected)
-        print(f'dpo-imdb: error: {_out_of_memory(e, cfg)}', file=sys.stderr, flush=True); return 2
+        where = '' if is_main() else f'process {rank()}: '    # the one that ran out, which the others' messages point to
+        print(f'dpo-imdb: error: {where}{_out_of_memory(e, cfg)}', file=sys.stderr, flush=True); return 2
     if not is_main(): return 0                                                  # once, not per process
     if stop == 'evaluate': print(result_summary(run.root, time.time() - started), flush=True)
     else: print(f'dpo-imdb: {stop} finished: see {run.root}/report.md', flush=True)

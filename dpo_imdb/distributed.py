@@ -41,7 +41,9 @@ def is_main() -> bool:
 def local_device(device: torch.device) -> torch.device:
     "`device`, pinned to this process's own GPU when several processes share a machine."
     device = torch.device(device)
-    if device.type == 'cuda' and device.index is None and world_size() > 1: return torch.device('cuda', local_rank())
+    if device.type == 'cuda' and device.index is None and world_size() > 1:
+        # as accelerate does: where each process sees only its own GPU (CUDA_VISIBLE_DEVICES per task), that is cuda:0
+        return torch.device('cuda', local_rank() % torch.cuda.device_count())
     return device
 
 # %% ../nbs/07a_distributed.ipynb #6b0a57f3

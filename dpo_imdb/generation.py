@@ -322,9 +322,12 @@ def static_decoder(model, rows: int, prompt_len: int, sampling: SamplingConfig, 
     else:
         while len(made) >= 4: del made[next(iter(made))]                       # the least recently used goes, with its buffers
         try: made[key] = StaticDecoder(model, rows, prompt_len, sampling, eos_id, pad_id, dtype, mode, record)
+        except torch.OutOfMemoryError: raise                   # not the capture's fault: uncaptured needs the memory too
         except RuntimeError as e:                              # a capture that fails: the same steps, uncaptured
             if mode != 'graph': raise
-            warnings.warn(f"StaticDecoder: capturing the decode step as a CUDA graph failed ({str(e).splitlines()[0]}); "
+            failed = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if key not in made:            # outside `except`, whose traceback holds the failed decoder's buffers until it ends
+            warnings.warn(f"StaticDecoder: capturing the decode step as a CUDA graph failed ({failed}); "
                           "sampling with the static cache uncaptured")
             made[key] = StaticDecoder(model, rows, prompt_len, sampling, eos_id, pad_id, dtype, 'static', record)
     return made[key]
