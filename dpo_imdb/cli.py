@@ -495,7 +495,7 @@ def _flag_names(message: str) -> str:
     def flag(m: re.Match) -> str:
         if m[1] not in names: return m[0]
         value = m[2] if m[2] is not None else m[3]
-        return f'--{m[1]}' + ('' if value is None else f' {value}')
+        return f'--{m[1]}' + ('' if value is None else f' {shlex.quote(value)}')      # as a shell takes it
     return _FIELD.sub(flag, message)
 
 def _error_line(e: BaseException) -> str:

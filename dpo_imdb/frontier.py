@@ -25,9 +25,9 @@ from .models import autocast, causal_mask
 from .scoring import score_texts
 from .evaluation import (distinct_n, evaluate_policy, frontier_table, markdown_table, pareto_front,
                                  plot_frontier, score_reference)
-from .training import make_trainer
-from .pipeline import (RunError, _holding, run_pipeline, run_prompts, run_triplets, setup_models,
-                               write_json, write_report)
+from .training import check_launcher_precision, make_trainer
+from .pipeline import (RunError, _holding, check_precision, run_pipeline, run_prompts, run_triplets,
+                               setup_models, write_json, write_report)
 
 # %% ../nbs/08a_frontier.ipynb #43a7a353
 METHODS = ('dpo', 'ipo', 'hinge', 'cdpo', 'preferred_ft', 'unlikelihood', 'best_of_n', 'rloo')
@@ -344,6 +344,7 @@ def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True, bud
     `progress`: the progress bars of the pipeline's stages, which the frontier runs first. `budget`: seconds for the
     call; a run that would not finish within it, at the pace of the runs timed so far, is skipped (`summary['skipped']`)."""
     runs = frontier_runs(cfg)                                             # a bad setting fails before any work
+    check_launcher_precision(cfg)                                         # so does a launcher's precision over the run's
     if world_size() > 1:
         raise RunError(f"the frontier runs as one process (it was launched as {world_size()}): run the stages on several "
                        "with `dpo-imdb run` first, then `dpo-imdb frontier` once; it reuses them")
@@ -351,6 +352,7 @@ def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True, bud
         started, load_start = time.time(), os.getloadavg()
         run = run_pipeline(cfg, force=force, stop_after='triplets', progress=progress)
         models = setup_models(cfg, run)        # reloaded: the saved SFT model, whose path rloo reloads as its reference
+        check_precision(cfg, run, models.dtype)         # it trains: in the precision of the run's samples, finished or not
         prompts, pairs = run_prompts(cfg, run, models.tokenizer), run_triplets(cfg, run, None)
         n_eval = min(cfg.frontier_eval_prompts or len(prompts['eval']), len(prompts['eval']))
         eval_prompts = prompts['eval'].select(range(n_eval))

@@ -5,8 +5,9 @@
 # %% auto #0
 __all__ = ['LOCK', 'INDEPENDENT_REVIEWS', 'ACCURACY_SAMPLE', 'ACCURACY_SPLIT', 'BACKGROUND_WAIT', 'STAGES', 'RunError',
            'write_json', 'atomic_dir', 'peak_rss_mb', 'holds_lock', 'RunDir', 'Models', 'load_reviews', 'scorer_cards',
-           'BackgroundScorers', 'setup_models', 'run_prompts', 'run_generate', 'run_score', 'split_pairs',
-           'run_triplets', 'run_train', 'run_evaluate', 'run_pipeline', 'load_run', 'write_report', 'run_sweep']
+           'BackgroundScorers', 'check_precision', 'setup_models', 'run_prompts', 'run_generate', 'run_score',
+           'split_pairs', 'run_triplets', 'run_train', 'run_evaluate', 'run_pipeline', 'load_run', 'write_report',
+           'run_sweep']
 
 # %% ../nbs/08_pipeline.ipynb #91832d73
 import copy, gc, json, multiprocessing, os, platform, resource, shutil, sys, time, warnings
@@ -301,12 +302,6 @@ def scorer_cards(cfg: RunConfig, reviews: DatasetDict, scorer, independent, accu
 def _load_setup(cfg: RunConfig, run: RunDir, device, dtype) -> Models:
     "The models that stage `setup` saved (or, for hub ids, named)."
     d, m = run.path('setup'), run.manifest('setup')['counts']
-    # precision 'auto' is bf16 on one GPU and fp32 on another: an unfinished run goes on only in the precision it began
-    # in, or its recorded reference log-probs would not be training's arithmetic (06_training)
-    if m.get('precision', str(dtype)) != str(dtype) and not all(run.done(s) for s in STAGES):
-        raise RunError(f"this run's finished stages computed in {m['precision'].replace('torch.', '')}, but precision "
-                       f"{cfg.precision!r} is {str(dtype).replace('torch.', '')} here (on {device.type}): go on where "
-                       "it began, or start it again here with --force")
     tokenizer = load_tokenizer(str(d/'tokenizer'))
     reference = load_policy(str(d/'reference') if m['reference_saved'] else cfg.policy, tokenizer, device=device)
     scorer = load_scorer(str(d/'scorer') if m['scorer_saved'] else cfg.scorer, batch_size=cfg.score_batch_size,
@@ -377,6 +372,16 @@ def _sft_reference(cfg: RunConfig, reviews: DatasetDict, device, dtype, progress
                                lr=cfg.sft_lr, batch_size=cfg.sft_batch_size, max_length=cfg.sft_max_length, seed=cfg.seed,
                                dtype=dtype, progress=progress, compile=cfg.sft_compile)
     return tokenizer, reference, sft_losses, round(time.time() - started, 2)   # sampling and tokenizing its reviews included
+
+def check_precision(cfg: RunConfig, run: RunDir, dtype):
+    """Refuse to compute more of a run in another precision than its setup recorded: `precision='auto'` is bf16 on one
+    GPU and fp32 on another, and recorded reference log-probs must be training's arithmetic (06_training)."""
+    recorded = run.manifest('setup')['counts'].get('precision', str(dtype))
+    if recorded != str(dtype):
+        here = 'bf16' if str(dtype) == 'torch.bfloat16' else 'fp32'
+        raise RunError(f"this run's finished stages computed in {recorded.replace('torch.', '')}, but precision "
+                       f"{cfg.precision!r} is {str(dtype).replace('torch.', '')} here: go on where it began, or start "
+                       f"it again here with --precision {here} --force, or choose another --out")
 
 def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None) -> Models:
     "Build or load the tokenizer, reference policy and scorers of the run (stage `setup`); several processes load what the main one built."
@@ -588,6 +593,7 @@ def run_pipeline(cfg: RunConfig, force: bool = False, stop_after: str = 'evaluat
         # only the main process makes the setup and the prompts from the reviews
         reviews = None if not is_main() or run.done('setup') and run.done('prompts') else load_reviews(cfg)
         models = setup_models(cfg, run, reviews)
+        if not all(run.done(s) for s in todo): check_precision(cfg, run, models.dtype)   # a finished run: reused anywhere
         if 'prompts' in todo: prompts = run_prompts(cfg, run, models.tokenizer, reviews)
         if 'generate' in todo: completions = run_generate(cfg, run, models, prompts)
         if 'score' in todo: scored = run_score(cfg, run, models, completions)
@@ -658,9 +664,11 @@ def write_report(run: RunDir) -> Path:
 def run_sweep(cfg: RunConfig, force: bool = False) -> list[dict]:
     "Train and evaluate one policy per `cfg.betas_sweep`; save the points and the frontier plot."
     if is_main(): check_wandb(cfg.wandb_mode)
+    check_launcher_precision(cfg)
     with _holding(cfg.out_dir):                    # the sweep's folders are held until it returns
         run = run_pipeline(cfg, force=force, stop_after='triplets')
         models = setup_models(cfg, run)
+        check_precision(cfg, run, models.dtype)    # it trains, finished run or not
         prompts, pairs = run_prompts(cfg, run, models.tokenizer), run_triplets(cfg, run, None)
         points = []
         for i, beta in enumerate(cfg.betas_sweep, 1):
