@@ -331,7 +331,7 @@ def result_summary(root, seconds: float | None = None, k: int = 2) -> str:
                  f"({m['pos_prob_gain']:+.3f}), by the training scorer {scorer.get('name', '')}".rstrip()),
              row('win rate', f"{m['win_rate']:.1%} of prompts: the policy's sample scores higher (ties count half)")]
     if 'kl' in m: lines.append(row('KL(policy || reference)', f"{m['kl']:.2f} nats per sample"))
-    else: lines.append(row('KL, filtered sampling', f"{m['sampling_kl']:.2f} nats per sample (eval_top_k / eval_top_p set)"))
+    else: lines.append(row('KL, filtered sampling', f"{m['sampling_kl']:.2f} nats per sample (eval_temperature / eval_top_k / eval_top_p not 1 / 0 / 1)"))
     if 'independent/policy/pos_prob' in m:
         lines.append(row('independent scorer', f"{m['independent/reference/pos_prob']:.3f} -> {m['independent/policy/pos_prob']:.3f} "
                          f"({m['independent/pos_prob_gain']:+.3f}), win rate {m['independent/win_rate']:.1%}; "

@@ -31,7 +31,7 @@ def rank() -> int:
     return _env_int(_RANK_VARS, 0)
 
 def local_rank() -> int:
-    "This process's index on its machine: the GPU it uses."
+    "This process's index on its machine (its GPU: this modulo the GPUs it sees, `local_device`)."
     return _env_int(_LOCAL_VARS, 0)
 
 def is_main() -> bool:

@@ -22,10 +22,11 @@ def resolve_device(name: str) -> torch.device:
     if name == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     device = torch.device(name)
     if device.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but no CUDA GPU is available: use 'auto' or 'cpu'")
+        raise ValueError(f"RunConfig.device={name!r} asks for a CUDA GPU, but none is available: use "
+                         "RunConfig.device='auto' or RunConfig.device='cpu'")
     if device.type not in ('cuda', 'cpu'):          # Apple's mps has no float64, in which the sampler draws (02_generation)
-        raise ValueError(f"device {name!r}: runs use 'cuda' or 'cpu' (the sampler draws in float64, which Apple's mps "
-                         "lacks): use 'cpu' on a Mac")
+        raise ValueError(f"RunConfig.device={name!r}: runs use 'cuda' or 'cpu' (the sampler draws in float64, which "
+                         "Apple's mps lacks): use RunConfig.device='cpu' on a Mac")
     return device
 
 # %% ../nbs/01a_models.ipynb #469c971f
@@ -40,7 +41,7 @@ def compute_dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision == 'auto': return torch.bfloat16 if device.type == 'cuda' and native else torch.float32
     if not native: raise ValueError(f"precision='bf16' but this GPU ({torch.cuda.get_device_name(device)}, compute "
                                     f"capability {major}.{minor}) only emulates bf16, which needs 8.0 (Ampere) or newer: "
-                                    "use precision='fp32' or 'auto'")
+                                    "use RunConfig.precision='fp32' or RunConfig.precision='auto'")
     return torch.bfloat16
 
 def autocast(device: torch.device, dtype: torch.dtype):

@@ -8,21 +8,25 @@ __all__ = ['compare', 'sentiment_bar', 'comparison_html', 'error_html', 'panel_t
 # %% ../nbs/09_demo.ipynb #c9c2a2a7
 import html
 import pandas as pd
+import torch
 from datasets import Dataset
 from .generation import SamplingConfig, generate_completions
+from .scoring import score_texts
 
 # %% ../nbs/09_demo.ipynb #b65bb4a4
 def compare(prompt: str, policy, reference, tokenizer, scorer, n: int = 3, max_new_tokens: int = 48,
-            seed: int = 0, temperature: float = 1.0) -> pd.DataFrame:
-    "Sample `n` completions of `prompt` from each model with the same seeds, with their positive probabilities."
+            seed: int = 0, temperature: float = 1.0, dtype: torch.dtype = torch.float32,
+            target: str = 'completion') -> pd.DataFrame:
+    """Sample `n` completions of `prompt` from each model with the same seeds, in `dtype`, with their positive
+    probabilities by `scorer` reading `target`: `'completion'` or `'prompt+completion'` (`RunConfig.score_target`)."""
     prompt_ids = tokenizer(prompt)['input_ids'] if prompt.strip() else []
     if not prompt_ids: raise ValueError('type the start of a review first: the prompt is empty')
     prompts = Dataset.from_dict({'prompt': [prompt], 'prompt_ids': [prompt_ids]})
     rows = []
     for name, model in [('reference', reference), ('policy', policy)]:
         sampling = SamplingConfig(n=n, max_new_tokens=max_new_tokens, temperature=temperature, batch_size=n, seed=seed)
-        samples = generate_completions(model, tokenizer, prompts, sampling, progress=False)
-        probs = scorer(samples['completion']).probs
+        samples = generate_completions(model, tokenizer, prompts, sampling, dtype, progress=False)
+        probs = scorer(score_texts(samples, target)).probs
         rows += [{'model': name, 'sample': s, 'completion': c, 'pos_prob': float(p)}
                  for s, c, p in zip(samples['sample_idx'], samples['completion'], probs)]
     return pd.DataFrame(rows)
@@ -74,7 +78,8 @@ def demo_panel(run_dir, n: int = 3, max_new_tokens: int | None = None):
         out.outputs = ()
         try:
             df = compare(prompt.value, policy, models.reference, models.tokenizer, models.scorer, n=count.value,
-                         max_new_tokens=max_new_tokens or cfg.max_new_tokens, seed=seed.value)
+                         max_new_tokens=max_new_tokens or cfg.max_new_tokens, seed=seed.value, dtype=models.dtype,
+                         target=cfg.score_target)
             out.append_display_data(HTML(comparison_html(prompt.value, df)))
         except ValueError as e: out.append_display_data(HTML(error_html(str(e))))          # bad input: the reason
         except Exception as e: out.append_display_data(HTML(error_html(f'{type(e).__name__}: {e}')))
