@@ -8,8 +8,8 @@ Steps, each recorded in OUT/gpu_check.json as soon as it ends (so a run cut shor
 
 1. `environment`: GPU, driver-visible memory, library versions.
 2. `preset`: `dpo-imdb run --preset gpu` with GPT-2's config and tokenizer (no weights: SFT teaches it) and real IMDb
-   (train, test and unsup), in-process; the whole call's seconds, per-stage seconds and peak GPU memory from the run's manifests, SFT's seconds apart from the rest of
-   setup, generation tokens/s, evaluation metrics.
+   (train, test and unsup), in-process; the whole call's seconds, per-stage seconds and peak GPU memory from the run's
+   manifests, SFT's seconds apart from the rest of setup, generation tokens/s, evaluation metrics.
 3. `generation`: on the preset's SFT reference, real prompts, 4 samples x `max_new_tokens` each, in the run's
    precision: ours (`generate_completions` as the pipeline runs it: the captured decode graph, log-probs recorded)
    against HF `model.generate` on a left-padded batch of the same rows, its weights in the run's precision (bf16 weights,
