@@ -77,7 +77,8 @@ COMMANDS = {'run': 'run every stage', 'demo': 'the offline demo (= run --preset 
             **{s: f'run up to the {s} stage' for s in STAGE_COMMANDS}}
 FIELDS_EPILOG = """Every RunConfig field is a flag. A run's config is the preset, then the fields of the --config file,
 then the flags given here: only what is typed overrides. The defaults shown are the {preset} preset's values;
-`dpo-imdb config --preset NAME` prints a preset's values, and `--preset NAME --help` shows them here."""
+`dpo-imdb config --preset NAME` prints a preset's values, and `dpo-imdb run --preset NAME --help` shows them as its
+defaults."""
 
 class CommandLineError(ValueError):
     "A command line that argparse cannot parse; `main` prints it as one line and exits with status 2."

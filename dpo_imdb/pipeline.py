@@ -395,6 +395,11 @@ def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None
     _check_reviews(cfg, reviews)
     independent_reviews = _independent_split(cfg, reviews)
     roles = _tfidf_roles(cfg, reviews, independent_reviews) if cfg.sft_steps and _fit_in_background(device) else []
+    # a pretrained scorer (a hub id or a folder) is loaded before SFT, so that a wrong name costs no SFT; one trained
+    # here is fitted beside SFT or after it
+    pretrained = None if cfg.scorer in TRAINED_SCORERS else load_scorer(
+        cfg.scorer, seed=cfg.seed, batch_size=cfg.score_batch_size, device=device, dtype=dtype,
+        build_weightless=True)                      # a config-only folder: the real shape, random (its accuracy shows it)
     background = BackgroundScorers(roles, reviews, cfg.seed, run.root/'setup.scorers') if roles else None
     try:
         tokenizer, reference, sft_losses, sft_seconds = _sft_reference(cfg, reviews, device, dtype, run.progress)
@@ -403,9 +408,8 @@ def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None
         waited = round(time.time() - waited, 2)
     finally:
         if background: background.close()
-    scorer = fitted['scorer'] if 'scorer' in fitted else load_scorer(
-        cfg.scorer, reviews, seed=cfg.seed, batch_size=cfg.score_batch_size, device=device, dtype=dtype,
-        build_weightless=True)                      # a config-only folder: the real shape, random (its accuracy shows it)
+    scorer = pretrained if pretrained is not None else fitted['scorer'] if 'scorer' in fitted else load_scorer(
+        cfg.scorer, reviews, seed=cfg.seed, batch_size=cfg.score_batch_size, device=device, dtype=dtype)
     kind = independent_kind(cfg.scorer, cfg.independent_scorer)
     independent = fitted['independent_scorer'] if 'independent_scorer' in fitted else load_scorer(
         kind, independent_reviews, seed=cfg.seed)

@@ -132,7 +132,7 @@ class SentimentScorer(Scorer):
             tokenizer = AutoTokenizer.from_pretrained(source)
         except OSError as e:
             raise FileNotFoundError(f"cannot load a sentiment classifier from {source!r}: not a model directory and not "
-                                    f"reachable on the hub; use 'tfidf' or 'tiny-distilbert' offline "
+                                    f"reachable on the hub; use 'tfidf', 'tfidf-char' or 'tiny-distilbert' offline "
                                     f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
         return cls(model, tokenizer, batch_size=batch_size, device=device, dtype=dtype)
 

@@ -309,7 +309,7 @@ def test_no_labelled_reviews_for_a_trained_scorer_is_a_clear_error(cli_jobs, cli
     _error_line(res, str(d/'data'), why)
     assert not (d/'run'/'setup'/'manifest.json').exists()
 
-@pytest.mark.parametrize('case', ['unlabelled', 'max_new_tokens', 'markup_only'])
+@pytest.mark.parametrize('case', ['unlabelled', 'max_new_tokens', 'markup_only', 'scorer_typo'])
 def test_setup_finds_bad_input_before_any_long_work(tmp_path, monkeypatch, case):
     "Input errors that setup can see are raised before the SFT warm-up (minutes in the demo) starts."
     import dpo_imdb.pipeline as pipeline
@@ -318,8 +318,9 @@ def test_setup_finds_bad_input_before_any_long_work(tmp_path, monkeypatch, case)
     monkeypatch.setattr(pipeline, 'train_sft', sft_started)
     if case == 'unlabelled': cfg, match = from_preset('test', data=str(_unlabelled('parquet_all_minus_1', tmp_path/'d'))), 'labelled'
     elif case == 'markup_only': cfg, match = from_preset('test', data=str(_data_case('markup_only', tmp_path)[0])), 'no train reviews'
+    elif case == 'scorer_typo': cfg, match = from_preset('test', scorer='tfidf_char'), "from 'tfidf_char'"   # a hub id?
     else: cfg, match = from_preset('test', max_new_tokens=300), 'max_new_tokens'
-    with pytest.raises((ValueError, pipeline.RunError), match=match):
+    with pytest.raises((ValueError, OSError, pipeline.RunError), match=match):
         pipeline.run_pipeline(replace(cfg, out_dir=str(tmp_path/'run')), stop_after='generate')
 
 # ---------------------------------------------------------------------------------------------- model path problems
