@@ -15,7 +15,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from .config import BOOKKEEPING, BUILT_SOURCES, ConfigError, PRESETS, RunConfig, config_hash, from_preset
 from .config import hub_problem, load_config, looks_local, read_config_file, read_hub_cache_only_if_unreachable
-from .config import force_would, kept_stages, smoke, to_dict
+from .config import finished_any, force_would, kept_stages, smoke, to_dict
 from . import __version__
 
 # %% ../nbs/10_cli.ipynb #3f7b9c21
@@ -242,7 +242,7 @@ def check_out(cfg: RunConfig, force: bool = False):
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write {cfg.out_dir}: Permission denied ({existing} is not writable); choose another --out")
     saved = out/'config.json'
-    if force or not saved.is_file(): return
+    if force or not saved.is_file() or not finished_any(out): return      # nothing finished there: nothing to lose
     try: old = load_config(saved)
     except ConfigError as e: why = f'its config.json cannot be read: {e}'
     else:

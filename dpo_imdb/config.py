@@ -8,7 +8,7 @@ __all__ = ['LOSS_TYPES', 'PAIRINGS', 'SCORE_TARGETS', 'REF_LOGPS', 'WANDB_MODES'
            'STAGE_FIELDS', 'ConfigError', 'knob', 'RunConfig', 'validate_config', 'looks_local', 'hub_switched_off',
            'host_problem', 'hub_problem', 'read_hub_cache_only', 'read_hub_cache_only_if_unreachable', 'smoke',
            'from_preset', 'to_dict', 'save_config', 'read_config_file', 'load_config', 'config_hash', 'stage_hash',
-           'kept_stages', 'force_would']
+           'kept_stages', 'finished_any', 'force_would']
 
 # %% ../nbs/00_config.ipynb #454752b4
 import hashlib, json, math, os, sys, types, typing
@@ -400,6 +400,10 @@ def kept_stages(root, cfg: RunConfig) -> list[str]:
         except (OSError, ValueError): continue
         if manifest.get('config_hash') == stage_hash(cfg, stage): kept.append(stage)
     return kept
+
+def finished_any(root) -> bool:
+    "Whether run folder `root` holds a finished stage: with none, nothing is lost when another config takes it over."
+    return any((Path(root).expanduser()/stage/'manifest.json').is_file() for stage in STAGE_FIELDS)
 
 def _listed(names: list[str]) -> str: return ', '.join(names[:-1]) + (' and ' if len(names) > 1 else '') + names[-1]
 

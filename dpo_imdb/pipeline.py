@@ -153,7 +153,7 @@ class RunDir:
             except ConfigError: old = None
             if old is None or config_hash(old) != self.hash:
                 kept = kept_stages(self.root, self.cfg)      # finished stages this config would make the same
-                if not force:
+                if not force and finished_any(self.root):     # with no stage finished, nothing is lost
                     raise RunError(f"{self.root} holds a run made with a different config; rerun with --force to "
                                    f"{force_would(kept)}, or choose another --out")
                 for p in self.root.iterdir():                # all but the lock this process holds, the log and those

@@ -165,6 +165,7 @@ def _refusal(case: str, d: Path) -> tuple[list, str, dict]:
         return ['demo', '--data', bad, '--out', d/'run'], f'{f} is not a readable parquet file', {}
     if case == 'another_runs_dir':
         save_config(from_preset('demo', out_dir=str(d/'runs'/'demo')), d/'runs'/'demo'/'config.json')
+        (d/'runs'/'demo'/'setup').mkdir(); (d/'runs'/'demo'/'setup'/'manifest.json').write_text('{}')   # one stage done
         return ['demo', '--data', good, '--out', d/'runs'/'demo'], "holds a run made with a different config (data: 'synthetic' there", {}
     if case == 'missing_policy':
         return ['run', '--preset', 'test', '--policy', d/'models'/'gpt2', '--out', d/'run'], '--policy: folder', {}

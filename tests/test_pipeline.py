@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import cli, gpt2_alive_at
-from dpo_imdb.config import from_preset, save_config
+from dpo_imdb.config import from_preset, load_config, save_config
 from dpo_imdb.pipeline import LOCK, STAGES
 
 TIMEOUT = 600         # s, for any one `dpo-imdb` command of these tests (the slowest takes about a minute)
@@ -146,6 +146,15 @@ def test_changed_config_is_refused_unless_force(tmp_path):
     assert 'Traceback' not in res.stderr
     res = _run(cli('prompts', '--config', str(changed), '--out', str(out), '--force'), capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+def test_a_folder_with_no_finished_stage_takes_a_changed_config(tmp_path):
+    "A run stopped before any stage finished (its config.json written, nothing kept) is no run to protect: no --force."
+    out = tmp_path/'run'
+    out.mkdir(); save_config(from_preset('test', out_dir=str(out)), out/'config.json')
+    (out/'setup').mkdir(); (out/'setup'/'scratch').write_text('left by the stopped run')   # unfinished: no manifest
+    res = _run(cli('prompts', '--preset', 'test', '--beta', '0.3', '--out', str(out)), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert load_config(out/'config.json').beta == 0.3 and not (out/'setup'/'scratch').exists()
 
 NOBODY = 65534
 
