@@ -132,16 +132,16 @@ def build_parser(preset: str = 'demo') -> argparse.ArgumentParser:
     parser.commands['data'] = p = sub.add_parser('data', help='get IMDb from the hub into the folder that --data reads',
                        allow_abbrev=False, description='Download IMDb from the Hugging Face Hub and write it as '
                        'DIR/train.parquet, test.parquet and unsup.parquet: the folder that --data reads.')
-    p.add_argument('--out', required=True, metavar='DIR', help='the folder to write the parquet files to')
+    p.add_argument('--out', '--out_dir', required=True, metavar='DIR', help='the folder to write the parquet files to')
     p.add_argument('--source', default='stanfordnlp/imdb', metavar='HUB_ID', help='the hub dataset (default: stanfordnlp/imdb)')
     parser.commands['push'] = p = sub.add_parser('push', help='upload a finished run to the Hugging Face Hub', allow_abbrev=False,
                        description='Upload the tuned model of a run (weights, tokenizer, model card) to the Hub, and '
                                    'optionally its preference pairs as a dataset repo.')
-    p.add_argument('--out', required=True, metavar='RUN', help='the run directory')
-    p.add_argument('--repo-id', required=True, help='the model repo to create or update, e.g. you/dpo-imdb-gpt2')
+    p.add_argument('--out', '--out_dir', required=True, metavar='RUN', help='the run directory')
+    p.add_argument('--repo-id', '--repo_id', required=True, help='the model repo to create or update, e.g. you/dpo-imdb-gpt2')
     p.add_argument('--private', action='store_true', help='create the repo(s) private')
-    p.add_argument('--with-pairs', action='store_true', help='also upload the preference pairs as a dataset repo')
-    p.add_argument('--pairs-repo-id', help='the dataset repo of the pairs (default: REPO_ID-pairs)')
+    p.add_argument('--with-pairs', '--with_pairs', action='store_true', help='also upload the preference pairs as a dataset repo')
+    p.add_argument('--pairs-repo-id', '--pairs_repo_id', help='the dataset repo of the pairs (default: REPO_ID-pairs)')
     return parser
 
 MEANT = {'--lr': '--learning_rate', '--batch_size': '--train_batch_size', '--steps': '--max_steps',
