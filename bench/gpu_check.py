@@ -659,9 +659,7 @@ def main():
     if small: needs = dict.fromkeys(needs, 0)
     for name in STEPS[1:]:
         if name in chosen: args.check.step(name, lambda name=name: globals()[name](args), needs=needs[name])
-    args.check.results['targets'] = targets(args.check.results)
-    args.check.write()
-    steps = args.check.results['steps']
+    steps = args.check.results['steps']                  # each step wrote its results and the targets as it ended
     failed = [k for k, v in steps.items() if not v.get('ok', True) or v.get('all_passed') is False]
     print('\n'.join(f"{name}: {t.get('measured', '-')} (target {t['direction']} {t['target']:g}): {t['status']}"
                     for name, t in args.check.results['targets'].items()))

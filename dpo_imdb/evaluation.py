@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 from datasets import Dataset
 from tqdm.auto import tqdm
 from .generation import SamplingConfig, filter_logits, generate_completions
+from .scoring import score_texts
 from .loss import pack_completions, sequence_logps
 from .models import autocast, causal_mask
 
@@ -77,8 +78,7 @@ def win_rate(policy_scores: np.ndarray, reference_scores: np.ndarray) -> float:
 
 # %% ../nbs/07_evaluation.ipynb #1364ad04
 def _score_rows(scorer, samples: Dataset, target: str) -> np.ndarray:
-    texts = samples['completion'] if target == 'completion' else [p + c for p, c in zip(samples['prompt'], samples['completion'])]
-    return scorer(texts).probs.astype(np.float64)
+    return scorer(score_texts(samples, target)).probs.astype(np.float64)
 
 def _per_prompt(values: np.ndarray, prompt_idx: list[int]) -> np.ndarray:
     return pd.Series(values).groupby(np.asarray(prompt_idx)).mean().to_numpy()
