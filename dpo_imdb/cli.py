@@ -50,12 +50,14 @@ def _to_bool(text: str) -> bool:
 def dataclass_flags(dc, title: str, aliases: dict | None = None, defaults: dict | None = None,
                     source: str | None = None) -> argparse.ArgumentParser:
     """A parent parser (for `parents=`) with HfArgumentParser's flag for every field of dataclass `dc`, default SUPPRESS.
-    `--help` shows `defaults` (else the dataclass's own), as the values of preset `source` if it is given."""
+    `--help` shows `defaults` (else the dataclass's own), as the values of preset `source` if it is given; `aliases`
+    (field: extra flags) come first, so the usage line shows the short name a README types (`--out` for `out_dir`)."""
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group(title)
     for f in fields(dc):
         default = (defaults or {}).get(f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory())
-        names = [f'--{f.name}', *([f"--{f.name.replace('_', '-')}"] if '_' in f.name else []), *(aliases or {}).get(f.name, [])]
+        dashed = [f"--{f.name.replace('_', '-')}"] if '_' in f.name else []
+        names = [*(aliases or {}).get(f.name, []), f'--{f.name}', *dashed]
         base, many = _base_type(f.type), typing.get_origin(f.type) is list
         convert = _to_bool if base is bool else base
         if type(None) in typing.get_args(f.type): convert = _none_or(convert)

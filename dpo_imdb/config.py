@@ -374,10 +374,10 @@ def config_hash(cfg: RunConfig, keys: typing.Iterable[str] | None = None) -> str
 # %% ../nbs/00_config.ipynb #e6c67d0b
 STAGE_FIELDS = {                 # the fields each stage is the first to read; the setup reads every other one
     'setup': (),
-    'prompts': ('n_train_prompts', 'n_eval_prompts', 'min_prompt_tokens', 'max_prompt_tokens'),
+    'prompts': ('n_train_prompts', 'n_eval_prompts', 'min_prompt_tokens', 'max_prompt_tokens', 'min_review_chars'),
     'generate': ('completions_per_prompt', 'max_new_tokens', 'temperature', 'top_k', 'top_p', 'gen_batch_size',
                  'chunk_prompts', 'gen_decoder'),
-    'score': ('score_target',),
+    'score': ('score_target', 'score_batch_size'),
     'triplets': ('pairing', 'min_margin', 'eval_pair_fraction'),
     'train': ('beta', 'loss_type', 'label_smoothing', 'learning_rate', 'num_epochs', 'max_steps', 'train_batch_size',
               'eval_batch_size', 'grad_accum_steps', 'warmup_ratio', 'weight_decay', 'max_grad_norm', 'max_length',

@@ -181,6 +181,10 @@ class RunDir:
         with _writing(self.root/'stages.jsonl'), open(self.root/'stages.jsonl', 'a') as f:
             f.write(json.dumps({'stage': stage, 'event': event, 'time': time.strftime('%Y-%m-%dT%H:%M:%S'), **info}) + '\n')
 
+    def say(self, stage: str, doing: str):
+        "Print what `stage` is doing, where it is silent for a while (main process; `stages.jsonl` keeps events only)."
+        if is_main(): print(f'dpo-imdb: {stage}: {doing}', flush=True)
+
     def reuse(self, stage: str) -> bool:
         "Whether `stage` finished earlier with this config (then its artifact is reused); logs `reuse` or `start`."
         done = _agree(self.done(stage) if is_main() else None, f'{stage}: start')   # every process takes one branch
@@ -304,9 +308,14 @@ def _load_setup(cfg: RunConfig, run: RunDir, device, dtype) -> Models:
     d, m = run.path('setup'), run.manifest('setup')['counts']
     tokenizer = load_tokenizer(str(d/'tokenizer'))
     reference = load_policy(str(d/'reference') if m['reference_saved'] else cfg.policy, tokenizer, device=device)
-    scorer = load_scorer(str(d/'scorer') if m['scorer_saved'] else cfg.scorer, batch_size=cfg.score_batch_size,
-                         device=device, dtype=dtype)
+    scorer = load_scorer(str(d/'scorer') if m['scorer_saved'] else cfg.scorer, device=device, dtype=dtype)
     return Models(tokenizer, reference, scorer, load_scorer(str(d/'independent_scorer')), device, dtype)
+
+def _score_batches(models: Models, cfg: RunConfig) -> Models:
+    """`models`, its classifier scoring `cfg.score_batch_size` texts a forward. Set after the setup, whose artifacts
+    do not depend on it: a smaller batch after an out-of-memory error in scoring keeps the SFT model (a `score` field)."""
+    if hasattr(models.scorer, 'batch_size'): models.scorer.batch_size = cfg.score_batch_size   # a TF-IDF has none
+    return models
 
 
 # %% ../nbs/08_pipeline.ipynb #8715b5fb
@@ -388,29 +397,34 @@ def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None
     d, started = run.path('setup'), time.time()
     device = local_device(resolve_device(cfg.device))               # several processes on one machine: one GPU each
     dtype = compute_dtype(cfg.precision, device)
-    if run.reuse('setup'): return _load_setup(cfg, run, device, dtype)
+    if run.reuse('setup'): return _score_batches(_load_setup(cfg, run, device, dtype), cfg)
     if not is_main():
-        _sync('setup'); return _load_setup(cfg, run, device, dtype)
+        _sync('setup'); return _score_batches(_load_setup(cfg, run, device, dtype), cfg)
     reviews = reviews if reviews is not None else load_reviews(cfg)
     _check_reviews(cfg, reviews)
     independent_reviews = _independent_split(cfg, reviews)
     roles = _tfidf_roles(cfg, reviews, independent_reviews) if cfg.sft_steps and _fit_in_background(device) else []
     # a pretrained scorer (a hub id or a folder) is loaded before SFT, so that a wrong name costs no SFT; one trained
-    # here is fitted beside SFT or after it
+    # here is fitted beside SFT or after it; a config-only folder gives the real shape, random (its accuracy shows it)
     pretrained = None if cfg.scorer in TRAINED_SCORERS else load_scorer(
-        cfg.scorer, seed=cfg.seed, batch_size=cfg.score_batch_size, device=device, dtype=dtype,
-        build_weightless=True)                      # a config-only folder: the real shape, random (its accuracy shows it)
+        cfg.scorer, seed=cfg.seed, device=device, dtype=dtype, build_weightless=True)
     background = BackgroundScorers(roles, reviews, cfg.seed, run.root/'setup.scorers') if roles else None
     try:
+        if cfg.tokenizer == 'train':
+            run.say('setup', f"fitting a byte-level BPE tokenizer of {cfg.tokenizer_vocab_size:,} tokens on "
+                             f"{len(reviews['train']):,} train reviews")
         tokenizer, reference, sft_losses, sft_seconds = _sft_reference(cfg, reviews, device, dtype, run.progress)
         waited = time.time()
         fitted, accuracies = (background.result(BACKGROUND_WAIT) if background else None) or ({}, {})
         waited = round(time.time() - waited, 2)
     finally:
         if background: background.close()
-    scorer = pretrained if pretrained is not None else fitted['scorer'] if 'scorer' in fitted else load_scorer(
-        cfg.scorer, reviews, seed=cfg.seed, batch_size=cfg.score_batch_size, device=device, dtype=dtype)
     kind = independent_kind(cfg.scorer, cfg.independent_scorer)
+    to_fit = [k for role, k in (('scorer', cfg.scorer), ('independent_scorer', kind)) if role not in fitted
+              and k in TRAINED_SCORERS]
+    if to_fit: run.say('setup', f"fitting the {' and '.join(to_fit)} scorer{'s' * (len(to_fit) > 1)} on labelled reviews")
+    scorer = pretrained if pretrained is not None else fitted['scorer'] if 'scorer' in fitted else load_scorer(
+        cfg.scorer, reviews, seed=cfg.seed, device=device, dtype=dtype)
     independent = fitted['independent_scorer'] if 'independent_scorer' in fitted else load_scorer(
         kind, independent_reviews, seed=cfg.seed)
     reference_saved = cfg.policy in TINY_CONFIGS or cfg.sft_steps > 0
@@ -427,7 +441,7 @@ def setup_models(cfg: RunConfig, run: RunDir, reviews: DatasetDict | None = None
                sft_steps=cfg.sft_steps, sft_final_loss=float(np.mean(sft_losses[-20:])) if sft_losses else None,
                sft_seconds=sft_seconds, **beside_sft)
     _sync('setup')
-    return Models(tokenizer, reference, scorer, independent, device, dtype)
+    return _score_batches(Models(tokenizer, reference, scorer, independent, device, dtype), cfg)
 
 # %% ../nbs/08_pipeline.ipynb #225855ee
 def run_prompts(cfg: RunConfig, run: RunDir, tokenizer, reviews: DatasetDict | None = None) -> DatasetDict:

@@ -186,6 +186,20 @@ def test_force_keeps_the_stages_a_change_does_not_touch(tmp_path):
     assert [s for s in before if before[s] == after[s]] == ['setup', 'prompts']     # kept as they were; the rest redone
     assert json.loads((out/'config.json').read_text())['top_k'] == 5
 
+def test_a_smaller_score_batch_keeps_the_setup_and_scores_in_it(tmp_path):
+    """The advice after an out-of-memory error in scoring halves --score_batch_size: --force then keeps the setup (its
+    SFT model and trained scorer), the prompts and the samples, and the classifier scores in the smaller batches."""
+    from dataclasses import replace
+    import dpo_imdb.pipeline as pipeline
+    cfg = from_preset('test', out_dir=str(tmp_path/'run'), scorer='tiny-distilbert')
+    pipeline.run_pipeline(cfg, stop_after='score', progress=False)
+    done = ('setup', 'prompts', 'generate', 'score')
+    before = {s: _sha(tmp_path/'run'/s/'manifest.json') for s in done}
+    smaller = replace(cfg, score_batch_size=cfg.score_batch_size // 2)
+    run = pipeline.run_pipeline(smaller, force=True, stop_after='score', progress=False)
+    assert [s for s in done if _sha(tmp_path/'run'/s/'manifest.json') == before[s]] == ['setup', 'prompts', 'generate']
+    assert pipeline.setup_models(smaller, run).scorer.batch_size == smaller.score_batch_size == 32
+
 @pytest.mark.parametrize('overrides', [{}, dict(scorer='tiny-distilbert', ref_logps='model', pairing='all_pairs',
                                                score_target='prompt+completion', loss_type='ipo')])
 def test_no_stage_reads_a_field_that_a_later_stage_owns(tmp_path, monkeypatch, overrides):
