@@ -103,16 +103,26 @@ def _median_runs(sides: dict, repeats: int) -> dict:
 
 
 # -- steps ----------------------------------------------------------------------------------------------------------
+def code_commit() -> str | None:
+    """The git commit of the code the check runs ('+changes': the tracked files differ from it); where the copy has no
+    git history (a GPU machine's), the one `gpu_check.sh --prepare` recorded beside the carried files."""
+    git = lambda *a: subprocess.run(['git', *a], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    try: return git('rev-parse', '--short', 'HEAD') + ('+changes' if git('status', '--porcelain', '-uno') else '')
+    except (OSError, subprocess.CalledProcessError):
+        recorded = ROOT/'.gpucheck'/'commit'
+        return f'{recorded.read_text().strip()} (at --prepare)' if recorded.is_file() else None
+
 def environment(args) -> dict:
     import transformers, trl, datasets, accelerate
-    out = {'python': platform.python_version(), 'torch': torch.__version__, 'cuda': torch.version.cuda,
-           'transformers': transformers.__version__, 'trl': trl.__version__, 'datasets': datasets.__version__,
-           'accelerate': accelerate.__version__, 'cpu_count': os.cpu_count(), 'loadavg': os.getloadavg(),
+    out = {'commit': code_commit(), 'python': platform.python_version(), 'torch': torch.__version__,
+           'cuda': torch.version.cuda, 'transformers': transformers.__version__, 'trl': trl.__version__,
+           'datasets': datasets.__version__, 'accelerate': accelerate.__version__, 'cpu_count': os.cpu_count(),
+           'loadavg': os.getloadavg(),
            'c_compiler': shutil.which('cc') or shutil.which('gcc')}      # triton and inductor build their launchers with it
     from importlib.metadata import version, PackageNotFoundError
-    for name in ('pyarrow', 'fsspec', 'huggingface_hub', 'pandas', 'scikit-learn'):   # datasets 5.2 asks pyarrow>=24,
-        try: out[name] = version(name)                                                # fsspec<=2026.9, hub>=1.31: the
-        except PackageNotFoundError: out[name] = None                                 # image's own, not carried
+    for name in ('numpy', 'pyarrow', 'fsspec', 'huggingface_hub', 'pandas', 'scikit-learn'):   # datasets 5.2 asks
+        try: out[name] = version(name)                                      # pyarrow>=24, fsspec<=2026.9, hub>=1.31:
+        except PackageNotFoundError: out[name] = None                       # the image's own, not carried
     if torch.cuda.is_available():
         from dpo_imdb.models import compute_dtype
         p = torch.cuda.get_device_properties(0)

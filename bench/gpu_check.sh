@@ -33,6 +33,8 @@ for split in ("train", "test", "unsup"):
     pq.write_table(pq.read_table(f"{sys.argv[1]}/{split}.parquet"), f"{sys.argv[2]}/{split}.parquet", compression="zstd",
                    compression_level=19)' "$DPO_IMDB_DATA_DIR" "$CACHE/imdb"
   cp "$DPO_IMDB_GPT2_DIR"/*.json "$DPO_IMDB_GPT2_DIR"/*.txt "$CACHE/gpt2/"
+  echo "$(git rev-parse --short HEAD)$(git status --porcelain --untracked-files=no | grep -q . && echo +changes)" \
+    > "$CACHE/commit"                    # the code's commit, for a GPU machine whose copy has no git history
   grep -qx '/.gpucheck/' .git/info/exclude 2>/dev/null || echo '/.gpucheck/' >> .git/info/exclude
   du -sh "$CACHE"; exit 0
 fi
