@@ -15,7 +15,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from .config import BOOKKEEPING, BUILT_SOURCES, ConfigError, PRESETS, RunConfig, config_hash, from_preset
 from .config import hub_problem, load_config, looks_local, read_config_file, read_hub_cache_only_if_unreachable
-from .config import finished_any, force_would, kept_stages, smoke, to_dict
+from .config import finished_any, force_would, kept_stages, refuse_foreign, smoke, to_dict
 from . import __version__
 
 # %% ../nbs/10_cli.ipynb #3f7b9c21
@@ -41,6 +41,15 @@ def _none_or(convert):
     parse.__name__ = getattr(convert, '__name__', 'value')       # argparse names it in "invalid float value"
     return parse
 
+def _spaced(convert):
+    "The type function of one value of a list flag: refuses `0.1,0.5`, which argparse reads as one value, saying how."
+    def parse(text: str):
+        if ',' in text.strip(','):
+            raise argparse.ArgumentTypeError(f"separate the values with spaces, not commas: {' '.join(text.split(','))}")
+        return convert(text)
+    parse.__name__ = getattr(convert, '__name__', 'value')
+    return parse
+
 def _to_bool(text: str) -> bool:
     "A bool flag's value, read as HfArgumentParser reads it."
     if text.lower() in ('yes', 'true', 't', 'y', '1'): return True
@@ -61,6 +70,7 @@ def dataclass_flags(dc, title: str, aliases: dict | None = None, defaults: dict 
         base, many = _base_type(f.type), typing.get_origin(f.type) is list
         convert = _to_bool if base is bool else base
         if type(None) in typing.get_args(f.type): convert = _none_or(convert)
+        if many: convert = _spaced(convert)
         origin = f', from the {source} preset' if source else ''
         help = f"{f.metadata.get('help', '')} ({_type_name(f.type)}, default: {_shown(default)}{origin})".replace('%', '%%')
         nargs = {'nargs': '*'} if many else {'nargs': '?', 'const': True} if base is bool else {}   # a list: alone, empty
@@ -187,7 +197,12 @@ def config_flags(args: argparse.Namespace) -> dict:
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     "The `RunConfig` that the command line describes: preset, then the --config file, then --smoke, then the flags."
-    cfg = from_preset(getattr(args, 'preset', 'demo'), **(read_config_file(args.config) if args.config else {}))
+    in_file = read_config_file(args.config) if args.config else {}
+    try: cfg = from_preset(getattr(args, 'preset', 'demo'), **in_file)
+    except ConfigError as e:                            # a value of the file, not a flag typed: name the file's field
+        if not in_file: raise
+        hint = '; choose the preset with --preset' if 'preset' in in_file else ''
+        raise ConfigError(f"config file {args.config}: {str(e).replace('RunConfig.', '')}{hint}") from None
     if args.smoke: cfg = smoke(cfg)
     return replace(cfg, **config_flags(args))
 
@@ -221,10 +236,13 @@ def check_data(data: str):
 def _check_folder(cfg: RunConfig, name: str):
     "A model source that is a path must be an existing folder; hub ids and built models ('tiny-gpt2', 'tfidf') pass."
     value = getattr(cfg, name)
-    if not value or not looks_local(value): return
+    if not value or not (looks_local(value) or Path(value).expanduser().is_dir()): return   # 'runs/x' may be there
     path = Path(value).expanduser()
     if not path.exists(): raise ConfigError(f"RunConfig.{name}: folder {value!r} does not exist")
     if not path.is_dir(): raise ConfigError(f"RunConfig.{name}: {value} is a file, not a folder (a saved model's folder)")
+    inside = {'policy': 'train/model', 'tokenizer': 'setup/tokenizer', 'scorer': 'setup/scorer'}[name]
+    if finished_any(path):                                             # a run's folder, not one of its models
+        raise ConfigError(f"RunConfig.{name}: {value} is a dpo-imdb run folder; its {name} is in {value}/{inside}")
     if name == 'policy' and not (path/'config.json').is_file():       # a scorer's folder may hold a TF-IDF model instead
         raise ConfigError(f"RunConfig.policy: {value} has no config.json, so it is not a saved model's folder (one that "
                           "save_pretrained wrote, or a config with a tokenizer); pass such a folder or a hub id")
@@ -243,15 +261,18 @@ def check_out(cfg: RunConfig, force: bool = False):
         raise ConfigError(f"cannot write {cfg.out_dir}: {existing} is a file, not a folder; choose another --out")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write {cfg.out_dir}: Permission denied ({existing} is not writable); choose another --out")
+    refuse_foreign(out, cfg)                                             # another program's folder: not even --force
     saved = out/'config.json'
     if force or not saved.is_file() or not finished_any(out): return      # nothing finished there: nothing to lose
     try: old = load_config(saved)
-    except ConfigError as e: why = f'its config.json cannot be read: {e}'
+    except ConfigError as e: why, go_on = f'its config.json cannot be read: {e}', ''
     else:
         if config_hash(old) == config_hash(cfg): return                      # the same run: resumed or reused
         why = _differences(to_dict(old), to_dict(cfg))
+        go_on = (f'; to go on with it, pass --config {cfg.out_dir}/config.json (it was made from the {old.name} preset, '
+                 f'this command starts from {cfg.name})' if old.name != cfg.name else '')   # a --preset left out
     raise ConfigError(f"{cfg.out_dir} holds a run made with a different config ({why}); rerun with --force to "
-                      f"{force_would(kept_stages(out, cfg))}, or choose another --out")
+                      f"{force_would(kept_stages(out, cfg))}, or choose another --out{go_on}")
 
 def check_run(cfg: RunConfig, force: bool = False):
     "Refuse, before any heavy import, a run whose data, model folders or run directory cannot work."

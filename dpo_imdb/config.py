@@ -5,13 +5,14 @@
 # %% auto #0
 __all__ = ['LOSS_TYPES', 'PAIRINGS', 'SCORE_TARGETS', 'REF_LOGPS', 'WANDB_MODES', 'DEVICES', 'PRECISIONS', 'DECODERS',
            'INDEPENDENT_SCORERS', 'BUILT_SOURCES', 'PROXY_VARS', 'PRESETS', 'SMOKE', 'FRONTIER_FIELDS', 'BOOKKEEPING',
-           'STAGE_FIELDS', 'ConfigError', 'knob', 'RunConfig', 'validate_config', 'looks_local', 'hub_switched_off',
-           'host_problem', 'hub_problem', 'read_hub_cache_only', 'read_hub_cache_only_if_unreachable', 'smoke',
-           'from_preset', 'to_dict', 'save_config', 'read_config_file', 'load_config', 'config_hash', 'stage_hash',
-           'kept_stages', 'finished_any', 'force_would']
+           'STAGE_FIELDS', 'LOCK', 'RUN_ENTRIES', 'ConfigError', 'knob', 'RunConfig', 'validate_config', 'looks_local',
+           'hub_switched_off', 'host_problem', 'hub_problem', 'read_hub_cache_only',
+           'read_hub_cache_only_if_unreachable', 'smoke', 'from_preset', 'to_dict', 'save_config', 'read_config_file',
+           'load_config', 'config_hash', 'stage_hash', 'kept_stages', 'finished_any', 'made_by_a_run', 'refuse_foreign',
+           'force_would']
 
 # %% ../nbs/00_config.ipynb #454752b4
-import hashlib, json, math, os, sys, types, typing
+import hashlib, json, math, os, re, sys, types, typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -404,6 +405,27 @@ def kept_stages(root, cfg: RunConfig) -> list[str]:
 def finished_any(root) -> bool:
     "Whether run folder `root` holds a finished stage: with none, nothing is lost when another config takes it over."
     return any((Path(root).expanduser()/stage/'manifest.json').is_file() for stage in STAGE_FIELDS)
+
+LOCK = '.lock'          # in a run folder: held by the process running it (with its pid), while it runs (08_pipeline)
+RUN_ENTRIES = ('config.json', 'stages.jsonl', 'report.md', LOCK, 'setup.scorers', 'frontier', 'sweep')   # + stages
+
+def made_by_a_run(name: str) -> bool:
+    "Whether a run folder's entry `name` is one a run writes: a stage, an entry of `RUN_ENTRIES`, or a partial copy."
+    return re.sub(r'\.(partial|tmp\d+)$', '', name) in (*STAGE_FIELDS, *RUN_ENTRIES)
+
+def refuse_foreign(root, cfg: RunConfig):
+    """Raise `ConfigError` where folder `root` holds entries no run writes beside a config.json of another run config or
+    of none (a model's folder; a project's, given as `--out .`): a run of `cfg` would overwrite that file, `--force`
+    delete what is beside it."""
+    root = Path(root).expanduser(); saved = root/'config.json'
+    if not saved.is_file(): return
+    try: differs, what = config_hash(load_config(saved)) != config_hash(cfg), 'of another run config'
+    except ConfigError: differs, what = True, 'that is no run config'
+    foreign = sorted(p.name for p in root.iterdir() if not made_by_a_run(p.name))
+    if differs and foreign:
+        raise ConfigError(f"{root} is not a dpo-imdb run folder: beside a config.json {what} it holds "
+                          f"{', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, which no run writes; "
+                          "choose an empty or new --out")
 
 def _listed(names: list[str]) -> str: return ', '.join(names[:-1]) + (' and ' if len(names) > 1 else '') + names[-1]
 

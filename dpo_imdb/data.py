@@ -26,9 +26,13 @@ SPLITS = ('train', 'test', 'unsup')
 
 def _reviews(texts, labels, ids, origin: str) -> Dataset:
     "A review `Dataset` with the standard columns; `origin` names the source in errors."
-    labels = [int(l) for l in labels]
-    bad = sorted(set(labels) - {-1, 0, 1})
-    if bad: raise ValueError(f"{origin}: labels must be 0 (neg), 1 (pos) or -1 (unlabelled), found {bad[:5]}")
+    def as_int(label):
+        try: return int(label)
+        except (TypeError, ValueError): return label                 # 'neg', None: named below
+    labels = [as_int(l) for l in labels]
+    bad = sorted({l for l in labels if l not in (-1, 0, 1)}, key=repr)
+    if bad: raise ValueError(f"{origin}: labels must be 0 (neg), 1 (pos) or -1 (unlabelled), found "
+                             f"{', '.join(map(repr, bad[:5]))}")
     texts = ['' if t is None else str(t) for t in texts]
     return Dataset.from_dict({'text': texts, 'label': labels, 'id': [str(i) for i in ids]}, features=REVIEW_FEATURES)
 
@@ -326,6 +330,13 @@ def _prompt_splits(rows, tokenizer, stats, n_train, n_eval, verbose, return_stat
     return (dd, stats) if return_stats else dd
 
 def prompts_from_config(reviews: Dataset | DatasetDict, tokenizer, cfg: RunConfig) -> DatasetDict:
-    "`make_prompts` with the sizes, prefix lengths, minimum review length and seed of `cfg`."
-    return make_prompts(reviews, tokenizer, cfg.n_train_prompts, cfg.n_eval_prompts, cfg.min_prompt_tokens,
-                        cfg.max_prompt_tokens, cfg.min_review_chars, cfg.seed)
+    """`make_prompts` with the sizes, prefix lengths, minimum review length and seed of `cfg`, its errors in `cfg`'s
+    names; refused when no prompt is left to train on (the held-out prompts are taken first)."""
+    try: prompts = make_prompts(reviews, tokenizer, cfg.n_train_prompts, cfg.n_eval_prompts, cfg.min_prompt_tokens,
+                                cfg.max_prompt_tokens, cfg.min_review_chars, cfg.seed)
+    except ValueError as e: raise ValueError(str(e).replace('min_chars', 'RunConfig.min_review_chars')) from None
+    if len(prompts['train']) == 0:
+        raise ValueError(f"no train prompt: the reviews gave {len(prompts['eval'])} unique prompts, all held out "
+                         f"(RunConfig.n_eval_prompts={cfg.n_eval_prompts} are taken first): lower "
+                         "RunConfig.n_eval_prompts, or give more reviews (RunConfig.max_reviews, RunConfig.min_review_chars)")
+    return prompts

@@ -88,14 +88,17 @@ def test_the_matching_rule(row, ok):
     assert all(found(m.group(1), bool(m.group(2)), numbers, strings) for m in TOKEN.finditer(row)) == ok
 
 def test_dry_run_prose_quotes_the_json_it_cites():
-    "Each 'N steps in S s' of BENCHMARKS.md's prose is the run of the JSON it cites next: its steps, its seconds, all ok."
+    """Each 'N steps in S s' of BENCHMARKS.md's prose is the run of the JSON it cites next: its steps, its seconds, all
+    ok, and the commit it names (', at commit X'), which the run recorded with no uncommitted change."""
     text = ' '.join(BENCHMARKS.read_text().split())
-    quotes = re.findall(r'(\d+) steps in (\d+) s\b.{0,200}?`(bench/measured/[\w.-]+\.json)`', text)
+    quotes = re.findall(r'(\d+) steps in (\d+) s\b(.{0,200}?)`(bench/measured/[\w.-]+\.json)`', text)
     assert len(quotes) >= 2, quotes
-    for steps, seconds, f in quotes:
+    for steps, seconds, between, f in quotes:
         run = json.loads((ROOT/f).read_text())
         assert (int(steps), int(seconds)) == (len(run['steps_chosen']), round(run['elapsed_seconds'])), (f, steps, seconds)
         assert all(step['ok'] for step in run['steps'].values()), f
+        if commit := re.search(r'at commit ([0-9a-f]{7,})', between):
+            assert run['steps']['environment'].get('commit') == commit[1], (f, commit[1])
 
 def test_benchmarks_tables_are_what_bench_tables_prints():
     "Stricter than 'found somewhere': each table, with its Source line, is exactly what `bench/tables.py` prints."

@@ -29,7 +29,8 @@ def test_cli_bad_config_is_one_clear_line(tmp_path):
     res = subprocess.run([sys.executable, '-c', 'import sys; from dpo_imdb.cli import main; sys.exit(main())', 'run',
                           '--config', str(bad)], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
     assert res.returncode == 2
-    assert res.stderr.strip() == 'dpo-imdb: error: --beta must be > 0 (it scales the implicit reward; 0.1 is usual) (got -1.0)'
+    assert res.stderr.strip() == (f'dpo-imdb: error: config file {bad}: beta must be > 0 (it scales the implicit reward; '
+                                  '0.1 is usual) (got -1.0)')      # the file's field, not a flag that was never typed
     assert 'Traceback' not in res.stderr
 
 def _requirements() -> dict:

@@ -242,6 +242,10 @@ def _case_max_new_tokens(d: Path):
     argv = _stage_cmd(d, 'generate', max_new_tokens=300)              # tiny-gpt2 has 256 positions
     return (lambda: _run(argv)), {}
 
+def _case_diverged(d: Path):
+    argv = _stage_cmd(d, 'run', learning_rate=100.0)                 # the loss is NaN by the test preset's 4th step
+    return (lambda: _run(argv)), {}
+
 CASES = {
     'finished_run': _case_finished_run,
     **{f'data:{c}': partial(_case_data, c) for c in DATA_CASES},
@@ -254,6 +258,7 @@ CASES = {
        for f, v in [('beta', 0), ('beta', -0.5), ('completions_per_prompt', 1), ('completions_per_prompt', 0),
                     ('max_new_tokens', 0)]},
     'all_ties': _case_all_ties,
+    'diverged': _case_diverged,
     'disk_full': _case_disk_full,
     'unwritable_out': _case_unwritable_out,
     'wandb_offline': _case_wandb_offline,
@@ -361,11 +366,11 @@ def test_max_new_tokens_beyond_context_fails_before_long_work(cli_jobs, cli_case
 # ---------------------------------------------------------------------------------------------- config values
 
 @pytest.mark.parametrize('cli_case,words', [
-    ('config:beta=0', '--beta must be > 0 (it scales the implicit reward; 0.1 is usual) (got 0.0)'),
-    ('config:beta=-0.5', '--beta must be > 0 (it scales the implicit reward; 0.1 is usual) (got -0.5)'),
-    ('config:completions_per_prompt=1', '--completions_per_prompt must be >= 2: a preference pair needs two'),
-    ('config:completions_per_prompt=0', '--completions_per_prompt must be >= 2'),
-    ('config:max_new_tokens=0', '--max_new_tokens must be > 0 (got 0)')], ids=lambda v: v if v.startswith('config:') else '')
+    ('config:beta=0', 'cfg.json: beta must be > 0 (it scales the implicit reward; 0.1 is usual) (got 0.0)'),
+    ('config:beta=-0.5', 'cfg.json: beta must be > 0 (it scales the implicit reward; 0.1 is usual) (got -0.5)'),
+    ('config:completions_per_prompt=1', 'cfg.json: completions_per_prompt must be >= 2: a preference pair needs two'),
+    ('config:completions_per_prompt=0', 'cfg.json: completions_per_prompt must be >= 2'),
+    ('config:max_new_tokens=0', 'cfg.json: max_new_tokens must be > 0 (got 0)')], ids=lambda v: v if v.startswith('config:') else '')
 def test_bad_config_value_in_a_file_is_one_clear_line(cli_jobs, cli_case, words):
     res, _, d = cli_jobs(cli_case)
     _error_line(res, words)
@@ -416,6 +421,22 @@ def test_all_tied_scores_are_a_clear_error_not_a_trl_crash(tmp_path):
     with pytest.raises(RunError, match=r'no preference pairs: 5 of 5 prompts.*ties: 5'):
         run_triplets(cfg, RunDir(cfg), _all_tied())
     assert not (tmp_path/'run'/'triplets').exists()
+
+def test_a_margin_no_pair_reaches_names_the_margin_not_ties(tmp_path):
+    "Scores that differ, all by less than min_margin: the error says so, with the widest gap, not 'ties'."
+    from dpo_imdb.pipeline import RunDir, RunError, run_triplets
+    cfg = from_preset('test', out_dir=str(tmp_path/'run'), min_margin=100.0)
+    spread = _all_tied().map(lambda r: {'score': 0.5 * r['sample_idx']})               # gaps of up to 1.5
+    with pytest.raises(RunError, match=r'differ in score by RunConfig.min_margin \(100\) or more \(the widest gap: 1.5 '):
+        run_triplets(cfg, RunDir(cfg), spread)
+
+@pytest.mark.parametrize('cli_case', ['diverged'])
+def test_training_that_diverges_is_an_error_not_a_result(cli_jobs, cli_case):
+    "A learning rate far too high sends the loss to NaN: the train stage fails, unfinished, and says what to lower."
+    res, _, d = cli_jobs(cli_case)
+    _error_line(res, 'DPO training diverged (its loss is not finite from step', 'a lower --learning_rate (it was 100)')
+    assert (d/'run'/'triplets'/'manifest.json').exists() and not (d/'run'/'train'/'manifest.json').exists()
+    assert not (d/'run'/'evaluate').exists()
 
 @pytest.mark.slow
 @pytest.mark.parametrize('cli_case', ['all_ties'])
