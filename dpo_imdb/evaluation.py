@@ -57,7 +57,8 @@ def kl_to_reference(policy, reference, prompt_ids: list[list[int]], completion_i
             sampled[name] = filter_logits(logits[:, :-1], sampling.temperature, sampling.top_k,
                                           sampling.top_p).log_softmax(-1)          # position t predicts token t+1
         lp, lq = sampled['policy'], sampled['reference']                               # (b, T-1, V) log q
-        token_kl = torch.where(lp > -math.inf, lp.exp() * (lp - lq), 0.).sum(-1)      # (b, T-1); inf off q_ref's support
+        token_kl = torch.where(lp == -math.inf, 0., lp.exp() * (lp - lq)).sum(-1)     # (b, T-1); inf off q_ref's support
+        # (a NaN policy, diverged, stays NaN: not a KL of 0)
         log_ratio = (lp - lq).gather(-1, ids[:, 1:, None])[..., 0]
         for key, per_token in (('kl', token_kl), ('kl_mc', log_ratio)):
             out[key].append(torch.where(mask[:, 1:].bool(), per_token, 0.).sum(-1).double().cpu())
