@@ -564,7 +564,7 @@ def run_triplets(cfg: RunConfig, run: RunDir, scored: Dataset) -> DatasetDict:
 # %% ../nbs/08_pipeline.ipynb #b8c2e9aa
 def check_converged(result, cfg: RunConfig):
     """Refuse a training that diverged -- a loss logged NaN or infinite, or weights no longer finite (a learning rate
-    far too high) -- before its stage is finished: its policy would sample garbage, and its KL read as 0."""
+    far too high) -- before its stage is finished: its policy would sample garbage, evaluated as if it were a result."""
     import torch
     bad_steps = [row['step'] for row in result.history if 'loss' in row and not np.isfinite(row['loss'])]
     bad_weights = next((name for name, p in result.model.named_parameters() if not torch.isfinite(p).all()), None)
