@@ -211,6 +211,13 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     _check(cfg.max_steps == -1 or cfg.max_steps > 0, 'max_steps', 'must be > 0, or -1 to run num_epochs', cfg.max_steps)
     _check(cfg.max_length > cfg.max_prompt_tokens, 'max_length',
            f'must exceed max_prompt_tokens ({cfg.max_prompt_tokens}) to leave room for the completion', cfg.max_length)
+    # recorded reference log-probs cover whole completions: a longer pair is dropped, not cut (06_training)
+    longest = cfg.max_prompt_tokens + cfg.max_new_tokens
+    _check(cfg.ref_logps != 'recorded' or cfg.max_length >= longest, 'max_length',
+           f'must be >= RunConfig.max_prompt_tokens + RunConfig.max_new_tokens ({cfg.max_prompt_tokens} + '
+           f'{cfg.max_new_tokens} = {longest}): with recorded reference log-probs a longer pair is dropped '
+           f"from training, not cut; raise RunConfig.max_length to {longest}, or set RunConfig.ref_logps='model'",
+           cfg.max_length)
     for name, choices in [('loss_type', LOSS_TYPES), ('pairing', PAIRINGS), ('score_target', SCORE_TARGETS),
                           ('ref_logps', REF_LOGPS), ('wandb_mode', WANDB_MODES), ('device', DEVICES),
                           ('precision', PRECISIONS), ('independent_scorer', INDEPENDENT_SCORERS),

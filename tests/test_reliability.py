@@ -239,7 +239,7 @@ def _case_unlabelled(case: str, d: Path):
     return (lambda: _run(argv)), {}
 
 def _case_max_new_tokens(d: Path):
-    argv = _stage_cmd(d, 'generate', max_new_tokens=300)              # tiny-gpt2 has 256 positions
+    argv = _stage_cmd(d, 'generate', max_new_tokens=300, max_length=308)    # tiny-gpt2 has 256 positions
     return (lambda: _run(argv)), {}
 
 def _case_diverged(d: Path):
@@ -324,7 +324,7 @@ def test_setup_finds_bad_input_before_any_long_work(tmp_path, monkeypatch, case)
     if case == 'unlabelled': cfg, match = from_preset('test', data=str(_unlabelled('parquet_all_minus_1', tmp_path/'d'))), 'labelled'
     elif case == 'markup_only': cfg, match = from_preset('test', data=str(_data_case('markup_only', tmp_path)[0])), 'no train reviews'
     elif case == 'scorer_typo': cfg, match = from_preset('test', scorer='tfidf_char'), "from 'tfidf_char'"   # a hub id?
-    else: cfg, match = from_preset('test', max_new_tokens=300), 'max_new_tokens'
+    else: cfg, match = from_preset('test', max_new_tokens=300, max_length=308), 'max_new_tokens'
     with pytest.raises((ValueError, OSError, pipeline.RunError), match=match):
         pipeline.run_pipeline(replace(cfg, out_dir=str(tmp_path/'run')), stop_after='generate')
 
