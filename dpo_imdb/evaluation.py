@@ -46,7 +46,9 @@ def head_logps(model, prompt_ids: list[list[int]], completion_ids: list[list[int
 def kl_to_reference(policy, reference, prompt_ids: list[list[int]], completion_ids: list[list[int]],
                     sampling: SamplingConfig = SamplingConfig(), dtype: torch.dtype = torch.float32,
                     batch_size: int = 16) -> dict[str, np.ndarray]:
-    "Per sample of the policy: KL to the reference (exact per token, summed), the log-ratio, and both raw log-probs."
+    """Per sample of the policy: the KL of its sampling distribution to the reference's (exact per token, summed), the
+    log-ratio, and both raw log-probs. `sampling`'s temperature, top-k and top-p reshape both models' distributions, so
+    the KL is KL(policy || reference) itself only when `sampling.pure`."""
     device, out = next(policy.parameters()).device, {k: [] for k in ('kl', 'kl_mc', 'policy_logps', 'reference_logps')}
     for i in range(0, len(prompt_ids), batch_size):
         ids, attn, mask = (x.to(device) for x in pack_completions(prompt_ids[i:i + batch_size], completion_ids[i:i + batch_size]))
@@ -186,7 +188,9 @@ def plot_sentiment(result: EvalResult, path=None, scorer_prefix: str = ''):
     return fig
 
 # %% ../nbs/07_evaluation.ipynb #028f403f
-def _measured(p: dict, key: str) -> bool: return p.get(key) is not None and p[key] == p[key]     # not None, not NaN
+def _measured(p: dict, key: str) -> bool:
+    "Whether point `p` has a `key` and a KL, neither None nor NaN (a policy gone to NaN has a NaN KL)."
+    return all(p.get(k) is not None and p[k] == p[k] for k in (key, 'kl'))
 
 def pareto_front(points: list[dict], key: str = 'reward') -> list[dict]:
     "The upper envelope of `key` against `kl`: by increasing KL, each point beats every point of lower or equal KL."

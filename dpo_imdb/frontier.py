@@ -5,8 +5,9 @@
 # %% auto #0
 __all__ = ['METHODS', 'LABELS', 'SETTINGS', 'TRAINED', 'RL_SEED_OFFSET', 'check_frontier', 'FrontierRun', 'frontier_runs',
            'frontier_steps', 'checkpoint_steps', 'best_of_n_kl', 'best_of_n_points', 'sample_reference',
-           'evaluate_point', 'CheckpointEval', 'rloo_advantages', 'rloo_loss', 'rloo_train', 'offline_config',
-           'train_offline', 'train_rloo', 'run_frontier', 'write_frontier', 'envelope_at', 'dominance']
+           'evaluate_point', 'finite_weights', 'CheckpointEval', 'rloo_advantages', 'rloo_loss', 'rloo_train',
+           'offline_config', 'train_offline', 'train_rloo', 'run_frontier', 'write_frontier', 'envelope_at',
+           'dominance']
 
 # %% ../nbs/08a_frontier.ipynb #38e4ab5b
 import contextlib, copy, functools, gc, hashlib, json, math, os, time
@@ -164,18 +165,29 @@ def evaluate_point(policy, models, prompts, cfg: RunConfig, reference_samples: D
             'reward': m['policy/pos_prob'], 'independent_reward': m.get('independent/policy/pos_prob'),
             'distinct_2': m['policy/distinct_2'], 'mean_tokens': m['policy/mean_tokens']}
 
+def finite_weights(model) -> bool:
+    "Whether every weight of `model` is finite (one device sync)."
+    return bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())
+
 class CheckpointEval(TrainerCallback):
-    "Evaluate `policy` with `evaluate(policy) -> dict` after each optimizer step in `steps`; collects `points`."
+    """Evaluate `policy` with `evaluate(policy) -> dict` after each optimizer step in `steps`; collects `points`. At the
+    first of them where a weight is no longer finite (a learning rate far too high), it records `diverged_at` and stops
+    the training instead: a diverged policy samples garbage, which no point should stand for."""
     def __init__(self, policy, steps: list[int], evaluate):
         self.policy, self.steps, self.evaluate = policy, set(steps), evaluate
-        self.points, self.seconds = [], 0.0
-    def at(self, step: int):
-        "Evaluate if `step` is one of the steps (the `on_step` of `rloo_train`)."
-        if step in self.steps:
-            t0 = time.time()
-            self.points.append({'step': step, **self.evaluate(self.policy)})
-            self.seconds += time.time() - t0
-    def on_step_end(self, args, state, control, **kwargs): self.at(state.global_step)
+        self.points, self.seconds, self.diverged_at = [], 0.0, None
+    def at(self, step: int) -> bool:
+        "Evaluate if `step` is one of the steps (the `on_step` of `rloo_train`); True: the policy diverged, stop training."
+        if step not in self.steps: return False
+        if not finite_weights(self.policy):
+            self.diverged_at = self.diverged_at or step                    # the first such step
+            return True
+        t0 = time.time()
+        self.points.append({'step': step, **self.evaluate(self.policy)})
+        self.seconds += time.time() - t0
+        return False
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.at(state.global_step): control.should_training_stop = True
 
 # %% ../nbs/08a_frontier.ipynb #ba864a31
 def rloo_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
@@ -203,7 +215,8 @@ def rloo_train(policy, reference, tokenizer, prompts, reward, kl_coef: float, st
                weight_decay: float = 0.0, max_grad_norm: float = 1.0, on_step=None) -> list[dict]:
     """Online RL (RLOO) of `policy` on `prompts` (a prompts `Dataset`): `steps` steps of `batch_size` completions, `k` per
     prompt, rewarded by `reward(samples) -> list[float]` (`samples`: `generate_completions`' columns as lists) minus
-    `kl_coef` x the log-ratio to `reference`. `on_step(step)` runs after each step. One row of metrics per step."""
+    `kl_coef` x the log-ratio to `reference`. `on_step(step)` runs after each step; a true return stops the training
+    there. One row of metrics per step."""
     if batch_size % k or k < 2: raise ValueError(f"rloo_train needs k >= 2 samples per prompt dividing batch_size "
                                                  f"(got k={k}, batch_size={batch_size})")
     device, per_step = next(policy.parameters()).device, batch_size // k
@@ -237,7 +250,7 @@ def rloo_train(policy, reference, tokenizer, prompts, reward, kl_coef: float, st
             opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
             metrics.append({'step': step + 1, 'loss': loss.detach(), 'reward': score.mean(), 'kl': kl.mean(),
                             'grad_norm': grad_norm.detach(), 'learning_rate': sched.get_last_lr()[0]})
-            if on_step is not None: on_step(step + 1)
+            if on_step is not None and on_step(step + 1): break
     finally: policy.train(was_training)
     return [{k: v.item() if torch.is_tensor(v) else v for k, v in m.items()} for m in metrics]
 
@@ -256,8 +269,8 @@ def offline_config(run: FrontierRun, cfg: RunConfig, steps: int) -> tuple[RunCon
     return sub, kwargs
 
 def train_offline(run: FrontierRun, cfg: RunConfig, models, pairs, prompts, steps: int, out_dir,
-                  reference_samples: Dataset | None = None) -> tuple[list, list, float]:
-    "Train one offline run from a copy of the reference, evaluating at its checkpoints: points, trainer log, eval seconds."
+                  reference_samples: Dataset | None = None) -> tuple[CheckpointEval, list]:
+    "Train one offline run from a copy of the reference, evaluating at its checkpoints: the evaluations and the trainer log."
     sub, kwargs = offline_config(run, cfg, steps)
     policy = copy.deepcopy(models.reference)
     evals = CheckpointEval(policy, checkpoint_steps(steps, cfg.frontier_eval_every),
@@ -267,11 +280,11 @@ def train_offline(run: FrontierRun, cfg: RunConfig, models, pairs, prompts, step
                                                                              # checkpoint (weights and Adam) per run
     trainer.train()
     with contextlib.suppress(OSError): (Path(out_dir)/'checkpoints').rmdir()   # made by the Trainer, left empty
-    return evals.points, trainer.state.log_history, evals.seconds
+    return evals, trainer.state.log_history
 
 def train_rloo(run: FrontierRun, cfg: RunConfig, models, train_prompts, prompts, steps: int, out_dir,
-               reference_samples: Dataset | None = None) -> tuple[list, list, float]:
-    "Train one online RL run (`rloo_train`, the training scorer as reward) from a copy of the reference."
+               reference_samples: Dataset | None = None) -> tuple[CheckpointEval, list]:
+    "Train one online RL run (`rloo_train`, the training scorer as reward) from a copy of the reference, as `train_offline`."
     policy = copy.deepcopy(models.reference)
     evals = CheckpointEval(policy, checkpoint_steps(steps, cfg.frontier_eval_every),
                            lambda p: evaluate_point(p, models, prompts, cfg, reference_samples))
@@ -280,7 +293,7 @@ def train_rloo(run: FrontierRun, cfg: RunConfig, models, train_prompts, prompts,
                          run.learning_rate, cfg.train_batch_size * cfg.grad_accum_steps, cfg.completions_per_prompt,
                          cfg.max_new_tokens, models.dtype, cfg.seed, cfg.warmup_ratio, cfg.weight_decay,
                          cfg.max_grad_norm, on_step=evals.at)
-    return evals.points, history, evals.seconds
+    return evals, history
 
 # %% ../nbs/08a_frontier.ipynb #149bbbc0
 def _run_key(base_hash: str, run: FrontierRun, cfg: RunConfig, steps: int, n_prompts: int) -> str:
@@ -367,7 +380,7 @@ def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True, bud
                             'reference', evaluate_reference)
         points = [{'method': 'reference', 'label': 'reference (SFT model)', 'setting': '-', 'learning_rate': None,
                    'run': 'reference', **reference['points'][0]}]
-        timings, paced, skipped = {'reference': reference['seconds']}, {}, []
+        timings, paced, skipped, diverged = {'reference': reference['seconds']}, {}, [], {}
         for i, r in enumerate(runs):
             out_dir, key = root/'runs'/r.name, _run_key(run.hash, r, cfg, steps, n_eval)
             if budget is not None and not _saved(out_dir/'result.json', key) and \
@@ -380,20 +393,27 @@ def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True, bud
                     return best_of_n_points(cfg, models, eval_prompts, cfg.frontier_bon_n), None, {}
                 train = train_rloo if r.method == 'rloo' else train_offline
                 data = prompts['train'] if r.method == 'rloo' else pairs
-                points, history, eval_seconds = train(r, cfg, models, data, eval_prompts, steps, out_dir, ref_samples())
-                return points, history, {'steps': steps, 'eval_seconds': round(eval_seconds, 2)}
+                evals, history = train(r, cfg, models, data, eval_prompts, steps, out_dir, ref_samples())
+                if evals.diverged_at:
+                    kept = f"{len(evals.points)} earlier point{'s' if len(evals.points) != 1 else ''}"
+                    _log(f'{r.name}: diverged by step {evals.diverged_at} (a weight is not finite) and stopped there, '
+                         f'keeping {kept}; a learning rate below {r.learning_rate:g} would train it')
+                return evals.points, history, {'steps': steps, 'eval_seconds': round(evals.seconds, 2),
+                                               'diverged_at': evals.diverged_at}
             t0 = time.time()
             result = _cached(out_dir/'result.json', key, r.name, compute)
             gc.collect()    # trl binds a trained policy's forward to it, a cycle: free it and its decoders' caches now
             points += _points(r, result)
             write_json(root/'points.json', points)                # kept up to date: a call cut short leaves its points
             timings[r.name] = result['seconds']
-            if time.time() - t0 > 0.5 * result['seconds']: paced.setdefault(_kind(r), []).append(result['seconds'])
+            if result.get('diverged_at'): diverged[r.name] = result['diverged_at']
+            if time.time() - t0 > 0.5 * result['seconds'] and not result.get('diverged_at'):    # timed, and whole
+                paced.setdefault(_kind(r), []).append(result['seconds'])
             if paced and i + 1 < len(runs): _log(f'{i + 1} of {len(runs)} runs done; ' + _eta(runs[i + 1:], paced))
         write_frontier(root, points, cfg, {
             'steps': steps, 'checkpoints': checkpoint_steps(steps, cfg.frontier_eval_every), 'eval_prompts': n_eval,
             'train_pairs': len(pairs['train']), 'train_prompts': len(prompts['train']), 'runs': len(runs) + 1,
-            'complete': not skipped, 'skipped': skipped,
+            'complete': not skipped, 'skipped': skipped, 'diverged': diverged,
             'seconds_per_run': timings, 'seconds_in_runs': round(sum(timings.values()), 1),
             'seconds': round(time.time() - started, 1), 'load_average_start': [round(x, 2) for x in load_start],
             'load_average_end': [round(x, 2) for x in os.getloadavg()], 'cpus': os.cpu_count(),
@@ -412,9 +432,12 @@ def write_frontier(root: Path, points: list[dict], cfg: RunConfig, summary: dict
     cut = f' ({len(summary["skipped"])} runs not run)' if summary.get('skipped') else ''
     plot_frontier(points, root/'frontier.png',
                   title=f'{cfg.name}: {summary["steps"]} steps, {summary["eval_prompts"]} prompts{cut}')
-    skipped = f" Not run (the time budget): {', '.join(summary['skipped'])}." if summary.get('skipped') else ''
+    notes = f" Not run (the time budget): {', '.join(summary['skipped'])}." if summary.get('skipped') else ''
+    if summary.get('diverged'):
+        notes += (' Diverged (weights not finite; stopped there, its earlier points kept): ' +
+                  ', '.join(f'{name} by step {step}' for name, step in summary['diverged'].items()) + '.')
     tables = [f"Best reward within each KL budget (nats per sample), envelope over every run and checkpoint of a "
-              f"method and the reference; {summary['eval_prompts']} held-out prompts, pure sampling.{skipped}", '',
+              f"method and the reference; {summary['eval_prompts']} held-out prompts, pure sampling.{notes}", '',
               '**Training scorer**', '', markdown_table(frontier_table(points).reset_index(names='method'), '.3f'), '',
               '**Independent scorer**', '',
               markdown_table(frontier_table(points, key='independent_reward').reset_index(names='method'), '.3f')]
