@@ -396,6 +396,8 @@ def gpu_preset_on_cpu(cfg: RunConfig) -> str | None:
 
 # %% ../nbs/10_cli.ipynb #cf5bdc0c
 def _push(args: argparse.Namespace) -> int:
+    if not (Path(args.out).expanduser()/'config.json').is_file():     # before the hub libraries load (seconds)
+        raise ConfigError(f"{args.out} is not a run directory (no config.json): pass the --out of a `dpo-imdb run`")
     from dpo_imdb.hub import push_run
     urls = push_run(args.out, args.repo_id, private=args.private, with_pairs=args.with_pairs,
                     pairs_repo_id=args.pairs_repo_id)
@@ -495,6 +497,10 @@ def _run(args: argparse.Namespace, cfg: RunConfig, started: float) -> int:
                 from dpo_imdb.frontier import run_frontier
                 run_frontier(cfg, force=args.force, budget=args.budget); return 0
             stop = args.command if args.command in STAGE_COMMANDS else 'evaluate'
+            if stop == args.command and not finished_any(cfg.out_dir) and is_main():   # say it: a whole run starts
+                *before, last = ['setup', *STAGE_COMMANDS[:STAGE_COMMANDS.index(stop) + 1]]
+                print(f"dpo-imdb: {cfg.out_dir} holds no finished stage, so this command runs {', '.join(before)} and "
+                      f'{last} (the {cfg.name} config)', flush=True)
             run = run_pipeline(cfg, force=args.force, stop_after=stop)
     except KeyboardInterrupt:                           # Ctrl-C: one line (after a bar it may cut short), not a traceback
         if is_main(): print(f'\ndpo-imdb: interrupted: {_kept(cfg.out_dir)}', file=sys.stderr, flush=True)

@@ -93,7 +93,7 @@ class RunConfig:
     num_epochs: float = knob(1.0, 'passes over the train pairs')
     max_steps: int = knob(-1, 'optimizer steps (-1 = run num_epochs)')
     train_batch_size: int = knob(32, 'pairs per optimizer step over all processes, before accumulation')
-    eval_batch_size: int = knob(64, 'pairs per eval batch')
+    eval_batch_size: int = knob(64, 'pairs per eval batch on each process')
     grad_accum_steps: int = knob(1, 'micro-batches accumulated per optimizer step')
     warmup_ratio: float = knob(0.1, 'share of steps with a linear learning-rate warm-up')
     weight_decay: float = knob(0.0, 'AdamW weight decay')

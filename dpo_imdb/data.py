@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import datasets
 from datasets import Dataset, DatasetDict, Features, List, Value
-from .config import RunConfig, looks_local, read_hub_cache_only_if_unreachable
+from .config import RunConfig, hub_switched_off, looks_local, read_hub_cache_only_if_unreachable
 from .synthetic import synthetic_reviews
 
 # %% ../nbs/01_data.ipynb #9ab0c64d
@@ -86,10 +86,14 @@ HUB_SPLITS = {'unsupervised': 'unsup'}        # the hub's name of IMDb's unlabel
 def _load_hub(source: str, load=None) -> DatasetDict:
     try: dd = (load or datasets.load_dataset)(source)
     except Exception as e:
-        raise FileNotFoundError(f"{source!r}: no such folder here, and the hub did not give it as a dataset "
-                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); for IMDb in a "
-                                "folder, `dpo-imdb data --out DIR` writes one where the hub can be reached: then "
-                                "pass --data DIR") from e
+        offline = hub_switched_off() and 'offline' in f'{type(e).__name__} {e}'.lower()
+        why = ('the hub is read offline (HF_HUB_OFFLINE=1) and the local Hugging Face cache holds no copy of it'
+               if offline else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        raise FileNotFoundError(f"{source!r}: no such folder here, and the hub did not give it as a dataset ({why}). "
+                                "For IMDb in a folder: `dpo-imdb data --out DIR` writes one where the hub can be "
+                                "reached (then pass --data DIR), or unpack aclImdb_v1.tar.gz from "
+                                "https://ai.stanford.edu/~amaas/data/sentiment/ and pass --data path/to/aclImdb; "
+                                "or use --data synthetic, the offline stand-in") from e
     out = {}
     for split, ds in dd.items():
         missing = [c for c in ('text', 'label') if c not in ds.column_names]
@@ -315,13 +319,15 @@ def make_prompts(reviews: Dataset | DatasetDict, tokenizer, n_train: int, n_eval
 def _prompt_splits(rows, tokenizer, stats, n_train, n_eval, verbose, return_stats):
     if stats.n_train + stats.n_eval == 0 and n_train + n_eval > 0:
         raise ValueError(f"no prompt could be made from {stats.n_eligible} eligible reviews")
-    if stats.n_train < n_train or stats.n_eval < n_eval:
+    short = stats.n_train < n_train or stats.n_eval < n_eval       # the reviews give no more unique prompts
+    if short and not verbose:
         warnings.warn(f"make_prompts: asked for {n_train} train + {n_eval} eval prompts, but {stats.n_eligible} eligible "
                       f"reviews gave only {stats.n_train} + {stats.n_eval} unique prompts")
-    if verbose:
+    if verbose:                                                    # a shortfall is part of the line, not a warning
         print(f"prompts: {stats.n_train} train + {stats.n_eval} eval from {stats.n_reviews} reviews "
               f"({stats.n_eligible} eligible; {stats.n_duplicate} duplicate prefixes left out"
-              + (f", {stats.n_short} too short" if stats.n_short else '') + ')')
+              + (f", {stats.n_short} too short" if stats.n_short else '') + ')'
+              + (f'; {n_train} + {n_eval} were asked for: these reviews give no more unique prompts' if short else ''))
     def split(r):
         return Dataset.from_dict({'prompt': tokenizer.batch_decode([p for p, _, _ in r]) if r else [],
                                   'prompt_ids': [p for p, _, _ in r], 'review_id': [i for _, i, _ in r],

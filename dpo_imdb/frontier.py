@@ -321,7 +321,7 @@ def _cached(path: Path, key: str, name: str, compute) -> dict:
     result = {'key': key, 'name': name, 'seconds': round(time.time() - t0, 2), 'points': points, **extra}
     if history is not None: write_json(path.parent/'history.json', history)
     write_json(path, result)
-    _log(f"{name}: finished in {result['seconds']} s ({len(points)} points)")
+    _log(f"{name}: finished in {result['seconds']} s ({len(points)} point{'s' if len(points) != 1 else ''})")
     return result
 
 # %% ../nbs/08a_frontier.ipynb #a7741efe
@@ -334,7 +334,8 @@ def _pace(run: FrontierRun, paced: dict) -> float | None:
 
 def _eta(remaining: list[FrontierRun], paced: dict) -> str:
     "The time the `remaining` runs take at the pace of the runs timed so far."
-    return f'about {sum(_pace(r, paced) for r in remaining) / 60:.0f} min left at the pace of the runs so far'
+    minutes = sum(_pace(r, paced) for r in remaining) / 60
+    return f"{f'about {minutes:.0f} min' if minutes >= 1 else 'under a minute'} left at the pace of the runs so far"
 
 def _fits(run: FrontierRun, left: float, paced: dict) -> bool:
     "Whether `run` can finish in the `left` seconds of a budget, at the pace so far (unknown before any run is timed: yes)."

@@ -105,7 +105,9 @@ def _counts(f: RunFacts, stage: str) -> dict: return f.manifests.get(stage, {}).
 def _usage(where: str, cfg: RunConfig) -> list[str]:
     return ['## How to use', '', '```python', 'from transformers import pipeline', '',
             f"generator = pipeline('text-generation', model='{where}')",
-            f"print(generator('This movie was', max_new_tokens={cfg.max_new_tokens}, do_sample=True)[0]['generated_text'])",
+            '# pure sampling (top_k=0: no top-k filter), as the model was trained and evaluated',
+            f"print(generator('This movie was', max_new_tokens={cfg.max_new_tokens}, do_sample=True, top_k=0)"
+            "[0]['generated_text'])",
             '```', '', 'or', '', '```python', 'from transformers import AutoModelForCausalLM, AutoTokenizer', '',
             f"tokenizer = AutoTokenizer.from_pretrained('{where}')",
             f"model = AutoModelForCausalLM.from_pretrained('{where}')", '```']
@@ -284,6 +286,9 @@ def pairs_card(f: RunFacts, sizes: dict, repo_id: str | None = None, model_repo_
             f"trainer = DPOTrainer(model='{model}', args=DPOConfig(output_dir='dpo'), train_dataset=pairs['train'], "
             "eval_dataset=pairs['eval'])", 'trainer.train()', '```', '', 'or', '', '```sh',
             f'trl dpo --model_name_or_path {model} --dataset_name {where} --dataset_test_split eval --output_dir dpo', '```', '',
+            *([f'The pairs were sampled from `{cfg.policy}` after {cfg.sft_steps} SFT steps on the reviews, a reference '
+               f'this card does not publish: a trainer started from `{model}` starts elsewhere than this run did.', '']
+              if cfg.sft_steps and not model_repo_id else []),
             "A plain `DPOTrainer` re-tokenises the text columns and computes the reference log-probs itself; dpo_imdb's "
             'own trainer uses the sampled ids and the recorded log-probs instead (see its training notebook).']
     return DatasetCard(f'---\n{data.to_yaml()}\n---\n\n' + '\n'.join(body) + '\n')

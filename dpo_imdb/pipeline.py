@@ -139,7 +139,7 @@ class RunDir:
     "The directory of one run: its config, one folder per stage, and each stage's manifest."
     def __init__(self, cfg: RunConfig, root=None, force: bool = False, progress: bool = True):
         self.cfg, self.root, self.progress = cfg, Path(root or cfg.out_dir).expanduser(), progress   # progress: bars
-        self.hash = config_hash(cfg)
+        self.hash, self.seen = config_hash(cfg), set()   # stages finished or reused here: loaded again, nothing said
         if is_main(): self._open(force)              # several processes: the main one checks and writes config.json
         _sync(f'open {self.root.name}')
 
@@ -189,7 +189,8 @@ class RunDir:
     def reuse(self, stage: str) -> bool:
         "Whether `stage` finished earlier with this config (then its artifact is reused); logs `reuse` or `start`."
         done = _agree(self.done(stage) if is_main() else None, f'{stage}: start')   # every process takes one branch
-        self.log(stage, 'reuse' if done else 'start')
+        if not done or stage not in self.seen: self.log(stage, 'reuse' if done else 'start')
+        if done: self.seen.add(stage)                                 # the sweep and the frontier load stages again
         if not done: _gpu_memory(reset=True)                            # this stage's own peak
         return done
 
@@ -201,6 +202,7 @@ class RunDir:
              'counts': counts, 'finished_at': time.strftime('%Y-%m-%dT%H:%M:%S')}
         write_json(self.path(stage)/'manifest.json', m)
         self.log(stage, 'finish', seconds=m['seconds'])
+        self.seen.add(stage)
         return m
 
 # %% ../nbs/08_pipeline.ipynb #ba7e9d03
