@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['AMD_BF16_ARCHS', 'TINY_CONFIGS', 'WEIGHT_FILES', 'SFT_BETAS', 'SFT_WEIGHT_DECAY', 'SFT_MAX_GRAD_NORM', 'SFT_WARMUP',
-           'SFT_LR_FLOOR', 'resolve_device', 'compute_dtype', 'autocast', 'rounding_tol', 'forward_tol', 'HostReads',
-           'causal_mask', 'model_vocab_size', 'check_vocab', 'context_size', 'load_policy', 'train_sft']
+           'SFT_LR_FLOOR', 'resolve_device', 'no_gpu_here', 'compute_dtype', 'autocast', 'rounding_tol', 'forward_tol',
+           'HostReads', 'causal_mask', 'model_vocab_size', 'check_vocab', 'context_size', 'load_policy', 'train_sft']
 
 # %% ../nbs/01a_models.ipynb #cb6c9d9f
-import collections, contextlib, itertools, math, sys
+import collections, contextlib, itertools, math, os, sys
 from pathlib import Path
 import numpy as np
 import torch
@@ -28,6 +28,13 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"RunConfig.device={name!r}: runs use 'cuda' or 'cpu' (the sampler draws in float64, which "
                          "Apple's mps lacks): use RunConfig.device='cpu' on a Mac")
     return device
+
+def no_gpu_here():
+    """What a cell flagged `gpu` does where CUDA is not available: in a notebook (Colab), say so and how to get one;
+    under `nbdev_test --flags gpu`, which asked for a GPU (`IN_TEST` set), fail, so that no such run passes unchecked."""
+    if os.environ.get('IN_TEST'):
+        raise RuntimeError('a cell flagged gpu ran where CUDA is not available: run `nbdev_test --flags gpu` on a GPU')
+    print('this check needs a CUDA GPU; this runtime has none (in Colab: Runtime > Change runtime type > GPU)')
 
 # %% ../nbs/01a_models.ipynb #469c971f
 AMD_BF16_ARCHS = ('gfx908', 'gfx90a', 'gfx94', 'gfx95', 'gfx11', 'gfx12')   # MI100 and later, RDNA3 and later

@@ -7,7 +7,8 @@ reference's by >= 0.20 with a win rate >= 70% under the training scorer, and the
 direction; the demo takes at most 10 minutes and 4 GiB RSS on 2 CPU cores. The same on real IMDb reviews when
 DPO_IMDB_DATA_DIR is set.
 
-Each fresh run records its fingerprint (CPU model and instruction sets, PyTorch's kernels, threads, library versions).
+Each fresh run records its fingerprint (CPU model, family, stepping and caches, instruction sets, PyTorch's kernels,
+threads, library versions).
 - Same fingerprint as the published column: the run is rendered with `tools/results.py`, the code that wrote the
   published tables, and every published number (results table, settings, samples) and figure must equal the fresh
   run's: one thread per run (`OMP_NUM_THREADS=1`) makes a run reproducible bit for bit on one fingerprint, so a

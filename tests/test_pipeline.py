@@ -302,7 +302,7 @@ def test_data_without_a_labelled_test_split_is_refused(tmp_path):
     assert not (tmp_path/'run'/'setup'/'manifest.json').exists()
 
 @pytest.mark.slow
-def test_bf16_run_evaluates_the_same_policy_whether_training_was_resumed_or_not(tmp_path):
+def test_bf16_run_evaluates_the_same_policy_in_the_training_process_or_a_new_one(tmp_path):
     """One precision, and a plain model for evaluation: a bf16 run that evaluates right after training in the same
     process reports exactly what a run whose evaluation starts in a new process, from the saved model, reports."""
     cfg = save_config(from_preset('test', precision='bf16'), tmp_path/'cfg.json')

@@ -266,16 +266,21 @@ CASES = {
 
 @pytest.fixture(scope='module', autouse=True)
 def cli_jobs(request, tmp_path_factory):
-    "Start every CLI case that a selected test of this module needs; yield `get(case) -> (result, facts, folder)`."
+    """Start every CLI case that a selected test of this module needs; yield `get(case) -> (result, facts, folder)`.
+    Under pytest-xdist each worker collects every test but runs only those handed to it, as they come: there a case
+    starts when a test first asks for it, so that no case runs on both workers (it did: the module's CLI work twice)."""
     items = [i for i in request.session.items if getattr(i, 'module', None) is request.module]
     wanted = ['finished_run'] if any('finished_run' in i.fixturenames for i in items) else []
     wanted += [i.callspec.params['cli_case'] for i in items if hasattr(i, 'callspec') and 'cli_case' in i.callspec.params]
     pool, jobs = ThreadPoolExecutor(max_workers=3), {}
-    for name in dict.fromkeys(wanted):                                 # in order, once each
+    def start(name):
         d = tmp_path_factory.mktemp('case')          # not the case's name: an error naming the folder would contain it
         job, facts = CASES[name](d)
         jobs[name] = (pool.submit(job), facts, d)
+    if not os.environ.get('PYTEST_XDIST_WORKER'):
+        for name in dict.fromkeys(wanted): start(name)                 # in order, once each, 3 at a time
     def get(name):
+        if name not in jobs: start(name)
         future, facts, d = jobs[name]
         return future.result(), facts, d
     yield get

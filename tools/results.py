@@ -64,6 +64,21 @@ def cpu_model() -> str:
     try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
     except (OSError, StopIteration): return platform.processor() or platform.machine()
 
+def cpu_id() -> str:
+    """The CPU's vendor, family, model and stepping, and its caches' sizes (/proc/cpuinfo, /sys): a virtual machine's
+    model name may say only 'AMD EPYC' for chips of several generations, whose cache sizes steer the blocking, and so
+    the order of the sums, of oneDNN's and MKL's kernels."""
+    try: first = open('/proc/cpuinfo').read().split('\n\n')[0]
+    except OSError: return platform.processor() or platform.machine()
+    info = {k.strip(): v.strip() for k, v in (l.split(':', 1) for l in first.splitlines() if ':' in l)}
+    caches = []
+    for d in sorted(Path('/sys/devices/system/cpu/cpu0/cache').glob('index*')):
+        try: level, kind, size = ((d/f).read_text().strip() for f in ('level', 'type', 'size'))
+        except OSError: continue
+        caches.append(f"L{level}{ {'Data': 'd', 'Instruction': 'i'}.get(kind, '')} {size}")
+    return (f"{info.get('vendor_id', '?')} family {info.get('cpu family', '?')} model {info.get('model', '?')} "
+            f"stepping {info.get('stepping', '?')}" + (f"; {', '.join(caches)}" if caches else ''))
+
 # What decides the digits of a run: the CPU's instruction sets pick PyTorch's, oneDNN's and MKL's kernels (these
 # variables narrow that choice), the thread count the order of each sum, and the libraries the code that runs.
 ISA_FLAGS = {'avx2': 'AVX2', 'avx512f': 'AVX-512', 'avx512_bf16': 'AVX512-BF16', 'amx_tile': 'AMX', 'amx_bf16': 'AMX-BF16'}
@@ -84,14 +99,14 @@ print(json.dumps({'kernels': torch.backends.cpu.get_cpu_capability(), 'threads':
                   'python': platform.python_version(), 'versions': {p: version(p).split('+')[0] for p in %r}}))"""
 
 def fingerprint(env: dict | None = None) -> dict:
-    """What a run's digits depend on, as a process started with `env` (default: this one's) sees it: the CPU model and
-    its instruction sets, the kernels PyTorch picks, any variable that narrows the kernels' choice, torch's thread
+    """What a run's digits depend on, as a process started with `env` (default: this one's) sees it: the CPU model (its
+    name, and `cpu_id`: family, model, stepping, caches) and its instruction sets, the kernels PyTorch picks, any variable that narrows the kernels' choice, torch's thread
     count, and the versions of Python and of the libraries in PACKAGES. Two runs with equal fingerprints give equal
     numbers; with different ones, numbers within the band (`band`)."""
     env = dict(os.environ if env is None else env)
     probe = json.loads(subprocess.run([sys.executable, '-c', _PROBE % (PACKAGES,)], env=env, capture_output=True,
                                       text=True, check=True, timeout=300).stdout)
-    return {'cpu': cpu_model(), 'isa': cpu_flags(), 'kernels': probe['kernels'],
+    return {'cpu': cpu_model(), 'cpu_id': cpu_id(), 'isa': cpu_flags(), 'kernels': probe['kernels'],
             'kernel_env': {k: env[k] for k in KERNEL_ENV if env.get(k)}, 'threads': probe['threads'],
             'python': probe['python'], 'versions': probe['versions']}
 
@@ -99,7 +114,8 @@ def describe(fp: dict) -> str:
     "A fingerprint in one line."
     isa = ', '.join(fp['isa']) or 'instruction sets unknown'
     env = ''.join(f', {k}={v}' for k, v in fp['kernel_env'].items())
-    return (f"{fp['cpu']} ({isa}), PyTorch's {fp['kernels']} kernels{env}, {fp['threads']} thread"
+    cpu = f"{fp['cpu']} [{fp['cpu_id']}]" if fp.get('cpu_id') else fp['cpu']
+    return (f"{cpu} ({isa}), PyTorch's {fp['kernels']} kernels{env}, {fp['threads']} thread"
             f"{'s' if fp['threads'] != 1 else ''}; Python {fp['python']}, "
             + ', '.join(f'{p} {v}' for p, v in fp['versions'].items()))
 
