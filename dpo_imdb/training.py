@@ -23,7 +23,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
-from .models import HostReads, causal_mask, compute_dtype, no_gpu_here, resolve_device
+from .models import HostReads, causal_mask, compute_dtype, resolve_device
 from .config import RunConfig, host_problem
 from .loss import dpo_loss, pack_completions, sequence_logps, unlikelihood_loss
 from .distributed import is_main, per_device_batch
