@@ -93,7 +93,7 @@ def _load_hub(source: str, load=None) -> DatasetDict:
                                 "For IMDb in a folder: `dpo-imdb data --out DIR` writes one where the hub can be "
                                 "reached (then pass --data DIR), or unpack aclImdb_v1.tar.gz from "
                                 "https://ai.stanford.edu/~amaas/data/sentiment/ and pass --data path/to/aclImdb; "
-                                "or use --data synthetic, the offline stand-in") from e
+                                "or use --data synthetic, reviews made here with no download") from e
     out = {}
     for split, ds in dd.items():
         missing = [c for c in ('text', 'label') if c not in ds.column_names]
