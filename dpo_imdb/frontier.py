@@ -5,9 +5,8 @@
 # %% auto #0
 __all__ = ['METHODS', 'LABELS', 'SETTINGS', 'TRAINED', 'RL_SEED_OFFSET', 'check_frontier', 'FrontierRun', 'frontier_runs',
            'frontier_steps', 'checkpoint_steps', 'best_of_n_kl', 'best_of_n_points', 'sample_reference',
-           'evaluate_point', 'finite_weights', 'CheckpointEval', 'rloo_advantages', 'rloo_loss', 'rloo_train',
-           'offline_config', 'train_offline', 'train_rloo', 'run_frontier', 'write_frontier', 'envelope_at',
-           'dominance']
+           'evaluate_point', 'CheckpointEval', 'rloo_advantages', 'rloo_loss', 'rloo_train', 'offline_config',
+           'train_offline', 'train_rloo', 'run_frontier', 'write_frontier', 'envelope_at', 'dominance']
 
 # %% ../nbs/08a_frontier.ipynb #38e4ab5b
 import contextlib, copy, functools, gc, hashlib, json, math, os, time
@@ -27,8 +26,8 @@ from .scoring import score_texts
 from .evaluation import (distinct_n, evaluate_policy, frontier_table, markdown_table, pareto_front,
                                  plot_frontier, score_reference)
 from .training import check_launcher_precision, make_trainer
-from .pipeline import (RunError, _holding, check_precision, run_pipeline, run_prompts, run_triplets,
-                               setup_models, write_json, write_report)
+from .pipeline import (RunError, _holding, check_precision, nonfinite_weight, run_pipeline, run_prompts,
+                               run_triplets, setup_models, write_json, write_report)
 
 # %% ../nbs/08a_frontier.ipynb #43a7a353
 METHODS = ('dpo', 'ipo', 'hinge', 'cdpo', 'preferred_ft', 'unlikelihood', 'best_of_n', 'rloo')
@@ -165,10 +164,6 @@ def evaluate_point(policy, models, prompts, cfg: RunConfig, reference_samples: D
             'reward': m['policy/pos_prob'], 'independent_reward': m.get('independent/policy/pos_prob'),
             'distinct_2': m['policy/distinct_2'], 'mean_tokens': m['policy/mean_tokens']}
 
-def finite_weights(model) -> bool:
-    "Whether every weight of `model` is finite (one device sync)."
-    return bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())
-
 class CheckpointEval(TrainerCallback):
     """Evaluate `policy` with `evaluate(policy) -> dict` after each optimizer step in `steps`; collects `points`. At the
     first of them where a weight is no longer finite (a learning rate far too high), it records `diverged_at` and stops
@@ -179,7 +174,7 @@ class CheckpointEval(TrainerCallback):
     def at(self, step: int) -> bool:
         "Evaluate if `step` is one of the steps (the `on_step` of `rloo_train`); True: the policy diverged, stop training."
         if step not in self.steps: return False
-        if not finite_weights(self.policy):
+        if nonfinite_weight(self.policy):
             self.diverged_at = self.diverged_at or step                    # the first such step
             return True
         t0 = time.time()
@@ -307,6 +302,8 @@ def _run_key(base_hash: str, run: FrontierRun, cfg: RunConfig, steps: int, n_pro
 
 def _log(message: str): print(f'dpo-imdb: frontier {message}', flush=True)
 
+def _count(n: int, noun: str) -> str: return f"{n} {noun}{'s' if n != 1 else ''}"
+
 def _saved(path: Path, key: str) -> dict | None:
     "The result stored at `path`, if its key is `key`."
     saved = json.loads(path.read_text()) if path.exists() else {}
@@ -321,7 +318,7 @@ def _cached(path: Path, key: str, name: str, compute) -> dict:
     result = {'key': key, 'name': name, 'seconds': round(time.time() - t0, 2), 'points': points, **extra}
     if history is not None: write_json(path.parent/'history.json', history)
     write_json(path, result)
-    _log(f"{name}: finished in {result['seconds']} s ({len(points)} point{'s' if len(points) != 1 else ''})")
+    _log(f"{name}: finished in {result['seconds']} s ({_count(len(points), 'point')})")
     return result
 
 # %% ../nbs/08a_frontier.ipynb #a7741efe
@@ -396,9 +393,9 @@ def run_frontier(cfg: RunConfig, force: bool = False, progress: bool = True, bud
                 data = prompts['train'] if r.method == 'rloo' else pairs
                 evals, history = train(r, cfg, models, data, eval_prompts, steps, out_dir, ref_samples())
                 if evals.diverged_at:
-                    kept = f"{len(evals.points)} earlier point{'s' if len(evals.points) != 1 else ''}"
                     _log(f'{r.name}: diverged by step {evals.diverged_at} (a weight is not finite) and stopped there, '
-                         f'keeping {kept}; a learning rate below {r.learning_rate:g} would train it')
+                         f"keeping {_count(len(evals.points), 'earlier point')}; a learning rate below "
+                         f'{r.learning_rate:g} would train it')
                 return evals.points, history, {'steps': steps, 'eval_seconds': round(evals.seconds, 2),
                                                'diverged_at': evals.diverged_at}
             t0 = time.time()

@@ -6,8 +6,8 @@
 __all__ = ['INDEPENDENT_REVIEWS', 'ACCURACY_SAMPLE', 'ACCURACY_SPLIT', 'BACKGROUND_WAIT', 'STAGES', 'RunError', 'write_json',
            'atomic_dir', 'peak_rss_mb', 'holds_lock', 'RunDir', 'Models', 'load_reviews', 'scorer_cards',
            'BackgroundScorers', 'check_precision', 'setup_models', 'run_prompts', 'run_generate', 'run_score',
-           'split_pairs', 'run_triplets', 'check_converged', 'run_train', 'run_evaluate', 'run_pipeline', 'load_run',
-           'write_report', 'run_sweep']
+           'split_pairs', 'run_triplets', 'nonfinite_weight', 'check_converged', 'run_train', 'run_evaluate',
+           'run_pipeline', 'load_run', 'write_report', 'run_sweep']
 
 # %% ../nbs/08_pipeline.ipynb #91832d73
 import copy, gc, json, multiprocessing, os, platform, resource, shutil, sys, time, warnings
@@ -564,12 +564,18 @@ def run_triplets(cfg: RunConfig, run: RunDir, scored: Dataset) -> DatasetDict:
     return _main_then_load('triplets', make, load)
 
 # %% ../nbs/08_pipeline.ipynb #b8c2e9aa
+def nonfinite_weight(model) -> str | None:
+    "The name of the first weight of `model` holding a NaN or an infinity, or None (one device sync for them all)."
+    import torch
+    names, weights = zip(*model.named_parameters())
+    finite = torch.stack([torch.isfinite(w).all() for w in weights]).tolist()
+    return next((name for name, ok in zip(names, finite) if not ok), None)
+
 def check_converged(result, cfg: RunConfig):
     """Refuse a training that diverged -- a loss logged NaN or infinite, or weights no longer finite (a learning rate
     far too high) -- before its stage is finished: its policy would sample garbage, evaluated as if it were a result."""
-    import torch
     bad_steps = [row['step'] for row in result.history if 'loss' in row and not np.isfinite(row['loss'])]
-    bad_weights = next((name for name, p in result.model.named_parameters() if not torch.isfinite(p).all()), None)
+    bad_weights = nonfinite_weight(result.model)
     if bad_steps or bad_weights:
         where = f'its loss is not finite from step {bad_steps[0]}' if bad_steps else f'{bad_weights} is not finite'
         raise RunError(f"DPO training diverged ({where}): rerun with a lower RunConfig.learning_rate (it was "

@@ -100,8 +100,9 @@ print(json.dumps({'kernels': torch.backends.cpu.get_cpu_capability(), 'threads':
 
 def fingerprint(env: dict | None = None) -> dict:
     """What a run's digits depend on, as a process started with `env` (default: this one's) sees it: the CPU model (its
-    name, and `cpu_id`: family, model, stepping, caches) and its instruction sets, the kernels PyTorch picks, any variable that narrows the kernels' choice, torch's thread
-    count, and the versions of Python and of the libraries in PACKAGES. Two runs with equal fingerprints give equal
+    name, and `cpu_id`: family, model, stepping, caches) and its instruction sets, the kernels PyTorch picks, any
+    variable that narrows the kernels' choice, torch's thread count, and the versions of Python and of the libraries
+    in PACKAGES. Two runs with equal fingerprints give equal
     numbers; with different ones, numbers within the band (`band`)."""
     env = dict(os.environ if env is None else env)
     probe = json.loads(subprocess.run([sys.executable, '-c', _PROBE % (PACKAGES,)], env=env, capture_output=True,
