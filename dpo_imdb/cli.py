@@ -156,6 +156,7 @@ def build_parser(preset: str = 'demo') -> argparse.ArgumentParser:
     p.add_argument('--pairs-repo-id', '--pairs_repo_id', help='the dataset repo of the pairs (default: REPO_ID-pairs)')
     return parser
 
+# %% ../nbs/10_cli.ipynb #f9ef4d3b
 MEANT = {'--lr': '--learning_rate', '--batch_size': '--train_batch_size', '--steps': '--max_steps',
          '--epochs': '--num_epochs', '--model': '--policy', '--output_dir': '--out'}   # other trainers' names
 
@@ -410,6 +411,7 @@ def _data(args: argparse.Namespace) -> int:
     print(f'dpo-imdb: next: dpo-imdb demo --data {args.out} --out runs/demo-imdb')
     return 0
 
+# %% ../nbs/10_cli.ipynb #d9498dbf
 class _Lines(logging.Handler):
     "A logging handler that passes each warning's message to `write`."
     def __init__(self, write): super().__init__(logging.WARNING); self.write = write
@@ -444,6 +446,23 @@ def quiet_run(loggers: tuple = ('transformers', 'datasets', 'trl')):
         if bars[0]: datasets.enable_progress_bars()
         if bars[1]: hf_logging.enable_progress_bar()
 
+# %% ../nbs/10_cli.ipynb #c614f06a
+_FIELD = re.compile(r"RunConfig\.(\w+)(?:='([^']*)'|=([^\s;,)]+))?")     # RunConfig.beta, RunConfig.x='v', RunConfig.x=3
+
+def _flag_names(message: str) -> str:
+    "`message` in the command line's words: `RunConfig.beta` is `--beta`, `RunConfig.ref_logps='model'` `--ref_logps model`."
+    names = {f.name for f in fields(RunConfig)}
+    def flag(m: re.Match) -> str:
+        if m[1] not in names: return m[0]
+        value = m[2] if m[2] is not None else m[3]
+        return f'--{m[1]}' + ('' if value is None else f' {shlex.quote(value)}')      # as a shell takes it
+    return _FIELD.sub(flag, message)
+
+def _error_line(e: BaseException) -> str:
+    "The message of `e` as one line (a library's may span several), naming the flags a command line sets."
+    return _flag_names(' '.join(str(e).split())) or type(e).__name__
+
+# %% ../nbs/10_cli.ipynb #d1be6bc3
 def _kept(out_dir: str) -> str:
     "What an interrupted run keeps in `out_dir`: its finished stages, and the chunks of the one that was running."
     finished = [s for s in ('setup', *STAGE_COMMANDS) if (Path(out_dir).expanduser()/s/'manifest.json').is_file()]
@@ -478,6 +497,7 @@ def _out_of_memory(e: BaseException, cfg: RunConfig) -> str:
     except (ConfigError, ValueError): would = ''                       # a config these flags make invalid
     return f'the GPU ran out of memory in the {stage} stage ({what}): rerun with {flags} --force{would}'
 
+# %% ../nbs/10_cli.ipynb #d69d5c95
 def _run(args: argparse.Namespace, cfg: RunConfig, started: float) -> int:
     "Run the pipeline (or a sweep, or the frontier) for `cfg`; a finished run ends with its result."
     check_run(cfg, force=args.force)
@@ -516,21 +536,6 @@ def _run(args: argparse.Namespace, cfg: RunConfig, started: float) -> int:
     if stop == 'evaluate': print(result_summary(run.root, time.time() - started), flush=True)
     else: print(f'dpo-imdb: {stop} finished: see {run.root}/report.md', flush=True)
     return 0
-
-_FIELD = re.compile(r"RunConfig\.(\w+)(?:='([^']*)'|=([^\s;,)]+))?")     # RunConfig.beta, RunConfig.x='v', RunConfig.x=3
-
-def _flag_names(message: str) -> str:
-    "`message` in the command line's words: `RunConfig.beta` is `--beta`, `RunConfig.ref_logps='model'` `--ref_logps model`."
-    names = {f.name for f in fields(RunConfig)}
-    def flag(m: re.Match) -> str:
-        if m[1] not in names: return m[0]
-        value = m[2] if m[2] is not None else m[3]
-        return f'--{m[1]}' + ('' if value is None else f' {shlex.quote(value)}')      # as a shell takes it
-    return _FIELD.sub(flag, message)
-
-def _error_line(e: BaseException) -> str:
-    "The message of `e` as one line (a library's may span several), naming the flags a command line sets."
-    return _flag_names(' '.join(str(e).split())) or type(e).__name__
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `dpo-imdb` and of `python -m dpo_imdb`."

@@ -8,8 +8,8 @@ __all__ = ['LOSS_TYPES', 'PAIRINGS', 'SCORE_TARGETS', 'REF_LOGPS', 'WANDB_MODES'
            'STAGE_FIELDS', 'LOCK', 'RUN_ENTRIES', 'ConfigError', 'knob', 'RunConfig', 'validate_config', 'looks_local',
            'hub_switched_off', 'host_problem', 'hub_problem', 'read_hub_cache_only',
            'read_hub_cache_only_if_unreachable', 'smoke', 'from_preset', 'to_dict', 'save_config', 'read_config_file',
-           'load_config', 'config_hash', 'stage_hash', 'kept_stages', 'finished_any', 'made_by_a_run', 'refuse_foreign',
-           'force_would']
+           'load_config', 'config_hash', 'stage_hash', 'finished_manifest', 'kept_stages', 'finished_any',
+           'made_by_a_run', 'refuse_foreign', 'force_would']
 
 # %% ../nbs/00_config.ipynb #454752b4
 import hashlib, json, math, os, re, sys, types, typing
@@ -400,14 +400,15 @@ def stage_hash(cfg: RunConfig, stage: str) -> str:
     return config_hash(cfg, [k for k in to_dict(cfg) if k not in BOOKKEEPING and k not in later])
 
 # %% ../nbs/00_config.ipynb #dfa8779d
+def finished_manifest(root, cfg: RunConfig, stage: str) -> dict | None:
+    "The manifest of `stage` in run folder `root` if that stage finished with `cfg` (`stage_hash`), else None."
+    try: manifest = json.loads((Path(root).expanduser()/stage/'manifest.json').read_text())
+    except (OSError, ValueError): return None                   # not finished (or a manifest no run can have written)
+    return manifest if manifest.get('config_hash') == stage_hash(cfg, stage) else None
+
 def kept_stages(root, cfg: RunConfig) -> list[str]:
     "The stages finished in run folder `root` whose artifacts `cfg` would make the same: those `--force` keeps."
-    kept = []
-    for stage in STAGE_FIELDS:
-        try: manifest = json.loads((Path(root).expanduser()/stage/'manifest.json').read_text())
-        except (OSError, ValueError): continue
-        if manifest.get('config_hash') == stage_hash(cfg, stage): kept.append(stage)
-    return kept
+    return [stage for stage in STAGE_FIELDS if finished_manifest(root, cfg, stage)]
 
 def finished_any(root) -> bool:
     "Whether run folder `root` holds a finished stage: with none, nothing is lost when another config takes it over."

@@ -339,6 +339,7 @@ def _fits(run: FrontierRun, left: float, paced: dict) -> bool:
     pace = _pace(run, paced)
     return left > 0 and (pace is None or pace <= left)
 
+# %% ../nbs/08a_frontier.ipynb #9754ccce
 def _points(run: FrontierRun, result: dict) -> list[dict]:
     "The run's points with the fields that say which method, setting and run they belong to."
     out = []

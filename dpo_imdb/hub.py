@@ -15,7 +15,7 @@ from datasets import load_from_disk
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi, ModelCard, ModelCardData, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
-from .config import BUILT_SOURCES, STAGE_FIELDS, RunConfig, from_preset, load_config, stage_hash
+from .config import BUILT_SOURCES, STAGE_FIELDS, RunConfig, finished_manifest, from_preset, load_config
 from .config import to_dict
 from .models import TINY_CONFIGS, _weightless
 
@@ -80,8 +80,7 @@ def read_run(run_dir) -> RunFacts:
     if not (root/'config.json').is_file():
         raise HubError(f"{root} is not a run directory (no config.json): pass the --out of a `dpo-imdb run`")
     cfg = load_config(root/'config.json')
-    manifests = {stage: m for stage in STAGE_FIELDS            # those whose fingerprint is this config's
-                 if (m := _read_json(root/stage/'manifest.json')) and m.get('config_hash') == stage_hash(cfg, stage)}
+    manifests = {stage: m for stage in STAGE_FIELDS if (m := finished_manifest(root, cfg, stage))}   # of this config
     done = lambda stage, path: _read_json(root/path) if stage in manifests else None
     return RunFacts(root, cfg, manifests, done('setup', 'setup/scorers.json'), done('train', 'train/history.json'),
                     done('evaluate', 'evaluate/metrics.json'))
@@ -102,6 +101,7 @@ def _table(header: list, rows: list) -> list[str]:
 
 def _counts(f: RunFacts, stage: str) -> dict: return f.manifests.get(stage, {}).get('counts', {})
 
+# %% ../nbs/08c_hub.ipynb #4a31d098
 def _usage(where: str, cfg: RunConfig) -> list[str]:
     return ['## How to use', '', '```python', 'from transformers import pipeline', '',
             f"generator = pipeline('text-generation', model='{where}')",
@@ -136,6 +136,7 @@ def _method(f: RunFacts) -> list[str]:
             ('precision', str(setup.get('precision', cfg.precision)).replace('torch.', '')), ('seed', cfg.seed)]
     return lines + _table(['setting', 'value'], rows)
 
+# %% ../nbs/08c_hub.ipynb #adffa415
 def _training(f: RunFacts) -> list[str]:
     lines = ['## Training', '']
     evals = [r for r in f.history or [] if 'eval_loss' in r]
@@ -159,7 +160,8 @@ def _evaluation(f: RunFacts, repo_id: str | None = None) -> list[str]:
     shown = {f'{side}/{n}' for n in paired for side in ('reference', 'policy', 'independent/reference', 'independent/policy')}
     rest = [(k, v) for k, v in m.items() if k not in shown]
     lines = ['## Evaluation', '',
-             f"{m.get('n_prompts', '?')} held-out prompts, {cfg.eval_samples_per_prompt} sample(s) each from the reference "
+             f"{m.get('n_prompts', '?')} held-out prompts, {cfg.eval_samples_per_prompt} "
+             f"sample{'s' * (cfg.eval_samples_per_prompt != 1)} each from the reference "
              f'and from this model with the same seeds (temperature {cfg.eval_temperature}, top-k {cfg.eval_top_k}, top-p '
              f'{cfg.eval_top_p}). `pos_prob` is the scorer\'s mean probability that a completion is positive; `win_rate` the '
              'share of prompts on which this model\'s completions score higher (ties count half); `kl` is '
@@ -171,6 +173,7 @@ def _evaluation(f: RunFacts, repo_id: str | None = None) -> list[str]:
     plots = [f'![{n[:-4]}](images/{n})' for n in ('sentiment.png', 'sentiment_independent.png') if (f.model_dir/'images'/n).exists()]
     return lines + ([''] + [' '.join(plots)] if plots else [])
 
+# %% ../nbs/08c_hub.ipynb #711cda66
 def _scorers(f: RunFacts) -> list[str]:
     if not f.scorers: return []
     return ['## Scorers', ''] + _table(['role', 'scorer', 'fitted on', 'accuracy', 'measured on'],
@@ -184,6 +187,7 @@ def _reproduce(f: RunFacts) -> list[str]:
     if versions: lines += ['', 'Trained with ' + ', '.join(f'{k} {v}' for k, v in versions.items()) + '.']
     return lines
 
+# %% ../nbs/08c_hub.ipynb #f9b5ca89
 def model_card(run_dir, repo_id: str | None = None, pairs_repo_id: str | None = None) -> ModelCard:
     "The model card of the run in `run_dir`, loading from `repo_id` (or the local model directory) in its examples."
     f = run_dir if isinstance(run_dir, RunFacts) else read_run(run_dir)

@@ -59,7 +59,11 @@ def _versions() -> dict:
             'transformers': transformers.__version__, 'datasets': datasets.__version__, 'trl': trl.__version__}
 
 def peak_rss_mb() -> float:
-    "Peak resident memory of this process so far, in MiB."
+    """Peak resident memory of this process so far, in MiB: `VmHWM` of /proc/self/status on Linux, not `ru_maxrss`,
+    which Linux carries over from the parent through fork and exec (a `dpo-imdb` run started from a notebook would
+    report at least the notebook's memory)."""
+    try: return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')) / 2**10
+    except (OSError, StopIteration): pass                            # no /proc (macOS, Windows): the rusage peak
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == 'darwin' else rss / 2**10
 
@@ -70,6 +74,7 @@ def _gpu_memory(reset: bool = False) -> dict:
     if reset: torch.cuda.reset_peak_memory_stats(); return {}
     return {'peak_gpu_mb': round(torch.cuda.max_memory_allocated() / 2**20, 1)}
 
+# %% ../nbs/08_pipeline.ipynb #0a8effdb
 def _sync(name: str):
     "Wait for every process of the launch at `name` (07a_distributed); one process never waits."
     try: barrier(name)
@@ -87,6 +92,7 @@ def _main_then_load(stage: str, make, load):
     _sync(stage)
     return value if is_main() else load()
 
+# %% ../nbs/08_pipeline.ipynb #8b2416be
 _HELD: dict[str, object] = {}                      # run folder -> the lock file this process holds there
 _BLOCKS = [0]                                      # `_holding` blocks open now
 
@@ -135,6 +141,7 @@ def _holding(root):
         if not _BLOCKS[0]:                           # the outermost block (`run_pipeline` runs inside `run_sweep`'s)
             for key in set(_HELD) - held: _unlock(key)
 
+# %% ../nbs/08_pipeline.ipynb #bcf53898
 class RunDir:
     "The directory of one run: its config, one folder per stage, and each stage's manifest."
     def __init__(self, cfg: RunConfig, root=None, force: bool = False, progress: bool = True):
@@ -167,10 +174,7 @@ class RunDir:
     def path(self, stage: str) -> Path: return self.root/stage
     def manifest(self, stage: str) -> dict | None:
         "The stage's manifest if the stage finished with this config, else None."
-        f = self.path(stage)/'manifest.json'
-        if not f.exists(): return None
-        m = json.loads(f.read_text())
-        return m if m.get('config_hash') == self.stage_hash(stage) else None
+        return finished_manifest(self.root, self.cfg, stage)
     def done(self, stage: str) -> bool: return self.manifest(stage) is not None
 
     def log(self, stage: str, event: str, **info):

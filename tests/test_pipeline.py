@@ -365,3 +365,16 @@ def test_the_trained_copy_is_freed_before_evaluation(tmp_path, monkeypatch):
     cfg = from_preset('test', out_dir=str(tmp_path/'run'))
     before, seen = gpt2_alive_at(monkeypatch, pipeline, 'run_evaluate', lambda: pipeline.run_pipeline(cfg, progress=False))
     assert [n - before for n in seen] == [2], seen
+
+
+def test_a_manifests_peak_memory_is_its_own_process_not_its_parents():
+    """`peak_rss_mb` (each manifest's `peak_rss_mb`) is the process's own peak: a `dpo-imdb` started by a process holding
+    2 GiB (a notebook's kernel) reports what it used, where `ru_maxrss` carries the parent's memory over fork and exec."""
+    held = bytearray(b'\x01') * (2 * 2**30)                 # 2 GiB, written: resident in this process
+    code = ('import resource; from dpo_imdb.pipeline import peak_rss_mb; '
+            "print('peaks', peak_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    out = _run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    ours, rusage = map(float, re.search(r'^peaks (\S+) (\S+)$', out, re.M).groups())
+    del held
+    assert rusage > 2048, f'ru_maxrss {rusage:.0f} MiB: this kernel does not carry the parent over, the check means nothing'
+    assert ours < 1536, f'peak_rss_mb {ours:.0f} MiB in a child that imports the package alone (about 520 MiB)'
