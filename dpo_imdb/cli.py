@@ -156,7 +156,7 @@ def build_parser(preset: str = 'demo') -> argparse.ArgumentParser:
     p.add_argument('--pairs-repo-id', '--pairs_repo_id', help='the dataset repo of the pairs (default: REPO_ID-pairs)')
     return parser
 
-# %% ../nbs/10_cli.ipynb #f9ef4d3b
+# %% ../nbs/10_cli.ipynb #272c282c
 MEANT = {'--lr': '--learning_rate', '--batch_size': '--train_batch_size', '--steps': '--max_steps',
          '--epochs': '--num_epochs', '--model': '--policy', '--output_dir': '--out'}   # other trainers' names
 

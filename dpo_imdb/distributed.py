@@ -80,6 +80,7 @@ def dist_timeout() -> float:
     if not value > 0: raise ConfigError(f"{TIMEOUT_VAR} must be a number of seconds > 0, got {raw!r}")
     return value
 
+# %% ../nbs/07a_distributed.ipynb #255f40e1
 _GROUP, _TIMEOUT = None, None     # the gloo group of the meeting points and its timeout, made once per process
 
 def _stopped(signum, frame):
@@ -110,6 +111,7 @@ def init_distributed(cpu: bool | None = None) -> int:
         atexit.register(_leave)
     return world_size()
 
+# %% ../nbs/07a_distributed.ipynb #fbc14371
 def _failed(name: str, why: str) -> DistributedError:
     return DistributedError(f"rank {rank()} of {world_size()} stopped at '{name}': {why}; rerun the same command to "
                             "resume from the finished stages and chunks")
