@@ -56,7 +56,7 @@ def cpu_model() -> str:
 
 def ram_gib() -> float:
     try:
-        kb = next(int(l.split()[1]) for l in open('/proc/meminfo') if l.startswith('MemTotal'))
+        kb = next(int(l.split()[1]) for l in Path('/proc/meminfo').read_text().splitlines() if l.startswith('MemTotal'))
         return round(kb / 2**20, 1)
     except Exception: return float('nan')
 
@@ -135,7 +135,8 @@ def summarize(runs: list[dict], key: str) -> dict:
 
 def _status_mb(field: str) -> float:
     "A memory field of /proc/self/status (Linux), MiB."
-    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith(field + ':')) / 1024
+    with open('/proc/self/status') as status:
+        return next(int(l.split()[1]) for l in status if l.startswith(field + ':')) / 1024
 
 
 def peak_rss_mb() -> float:

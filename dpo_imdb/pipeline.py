@@ -62,7 +62,9 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB: `VmHWM` of /proc/self/status on Linux, not `ru_maxrss`,
     which Linux carries over from the parent through fork and exec (a `dpo-imdb` run started from a notebook would
     report at least the notebook's memory)."""
-    try: return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')) / 2**10
+    try:
+        with open('/proc/self/status') as status: kib = next(int(l.split()[1]) for l in status if l.startswith('VmHWM:'))
+        return kib / 2**10
     except (OSError, StopIteration): pass                            # no /proc (macOS, Windows): the rusage peak
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == 'darwin' else rss / 2**10

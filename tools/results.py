@@ -61,14 +61,15 @@ def cpu_model() -> str:
         out = subprocess.run(['lscpu'], capture_output=True, text=True, timeout=30).stdout
         return next(l.split(':', 1)[1].strip() for l in out.splitlines() if l.startswith('Model name'))
     except (OSError, StopIteration, subprocess.SubprocessError): pass
-    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    try: return next(l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines()
+                     if l.startswith('model name'))
     except (OSError, StopIteration): return platform.processor() or platform.machine()
 
 def cpu_id() -> str:
     """The CPU's vendor, family, model and stepping, and its caches' sizes (/proc/cpuinfo, /sys): a virtual machine's
     model name may say only 'AMD EPYC' for chips of several generations, whose cache sizes steer the blocking, and so
     the order of the sums, of oneDNN's and MKL's kernels."""
-    try: first = open('/proc/cpuinfo').read().split('\n\n')[0]
+    try: first = Path('/proc/cpuinfo').read_text().split('\n\n')[0]
     except OSError: return platform.processor() or platform.machine()
     info = {k.strip(): v.strip() for k, v in (l.split(':', 1) for l in first.splitlines() if ':' in l)}
     caches = []
@@ -89,7 +90,8 @@ AVX2_KERNELS = {'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2', 'MK
 
 def cpu_flags() -> list[str]:
     "The instruction sets of ISA_FLAGS this CPU has (from /proc/cpuinfo; empty where there is none)."
-    try: flags = next(l.split(':', 1)[1].split() for l in open('/proc/cpuinfo') if l.startswith('flags'))
+    try: flags = next(l.split(':', 1)[1].split() for l in Path('/proc/cpuinfo').read_text().splitlines()
+                      if l.startswith('flags'))
     except (OSError, StopIteration): return []
     return [name for flag, name in ISA_FLAGS.items() if flag in flags]
 
