@@ -5,10 +5,10 @@
 # (transformers), trl's DPOTrainer on saved pairs, a whole run with W&B offline, the frontier's test preset, the
 # model card and push, accelerate's config files, and that every installed version lies inside its declared range.
 #
-#   bash tools/check_floors.sh [VENV]      (default VENV: .floors-venv; about 10 minutes on 2 cores)
+#   bash tools/check_floors.sh [VENV]      (default VENV: .floors-venv; about 2.5 minutes on 2 cores with pip's cache)
 #
 # A floor that the resolver refuses, or that installs and then fails, is a requirement to raise in settings.ini.
-# Not part of CI (the installs take minutes); run it when a requirement's range changes.
+# .ci/run runs it, after the docs check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-.floors-venv}
