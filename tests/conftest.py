@@ -22,6 +22,12 @@ def cli(*args) -> list[str]:
     "The `dpo-imdb` command line, run with this interpreter."
     return [sys.executable, '-c', 'import sys; from dpo_imdb.cli import main; sys.exit(main())', *args]
 
+def finished_chunks(chunks_dir: Path) -> dict[str, int]:
+    """The chunks a stage finished, by folder name, with their `dataset_info.json`'s mtime (ns). `save_to_disk` writes
+    that file last into `<span>.partial`, which `atomic_dir` then renames: a `.partial` holding it is not finished."""
+    return {p.parent.name: p.stat().st_mtime_ns for p in Path(chunks_dir).glob('*/dataset_info.json')
+            if not p.parent.name.endswith('.partial')}
+
 def real_data(var: str, *files: str) -> Path:
     """The folder that environment variable `var` names, holding readable `files`.
 

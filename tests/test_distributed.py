@@ -5,7 +5,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import ROOT, cli
+from conftest import ROOT, cli, finished_chunks
 from dpo_imdb.config import from_preset, save_config
 
 CONFIGS = ROOT/'accelerate_configs'
@@ -127,7 +127,7 @@ def test_a_dead_process_stops_the_run_and_the_rerun_resumes(tmp_path):
     chunks = killed/'generate'/'chunks'
     try:
         t0 = time.time()
-        while not any(chunks.glob('*/dataset_info.json')):              # generation has begun
+        while not finished_chunks(chunks):                              # generation has begun
             assert launcher.poll() is None and time.time() - t0 < TIMEOUT, 'the run ended before generating'
             time.sleep(0.02)
         rank1 = _workers(psutil.Process(launcher.pid))[1]
@@ -141,8 +141,7 @@ def test_a_dead_process_stops_the_run_and_the_rerun_resumes(tmp_path):
     assert code != 0 and stopped_after < 60, (code, stopped_after)
     assert 'rank 0 of 2 stopped' in out and 'rerun the same command' in out, out[-3000:]
     assert not (killed/'generate'/'manifest.json').exists()
-    made = {p.parent.name: p.stat().st_mtime_ns for p in chunks.glob('*/dataset_info.json')
-            if not p.parent.name.endswith('.partial')}
+    made = finished_chunks(chunks)
     assert 0 < len(made) < 24, made                                     # 24 chunks of 4 prompts: stopped half-way
 
     res = run(cmd)                                                      # the same command again

@@ -4,7 +4,7 @@ import hashlib, json, math, os, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import pytest
-from conftest import cli, gpt2_alive_at
+from conftest import cli, finished_chunks, gpt2_alive_at
 from dpo_imdb.config import from_preset, load_config, save_config
 from dpo_imdb.pipeline import LOCK, STAGES
 
@@ -33,9 +33,15 @@ def _kill_when(cmd, ready, timeout=TIMEOUT):
         proc.wait(timeout=60)
     return False
 
+def _parses(path: Path) -> bool:
+    try: json.loads(path.read_text()); return True
+    except (OSError, ValueError): return False
+
 def _complete_checkpoints(train_dir: Path) -> list[int]:
-    "Steps of the checkpoints the Trainer finished writing (trainer_state.json is its last file)."
-    return sorted(int(p.parent.name.split('-')[-1]) for p in (train_dir/'checkpoints').glob('checkpoint-*/trainer_state.json'))
+    """Steps of the checkpoints the Trainer finished writing: trainer_state.json is its last file, and it is written in
+    place, so a kill can leave it half-written (the pipeline then resumes from the checkpoint before, and so must this)."""
+    states = (train_dir/'checkpoints').glob('checkpoint-*/trainer_state.json')
+    return sorted(int(p.parent.name.split('-')[-1]) for p in states if _parses(p))
 
 def _sessions(train_dir: Path) -> list[dict]:
     return [json.loads(l) for l in (train_dir/'sessions.jsonl').read_text().splitlines()]
@@ -60,7 +66,7 @@ def test_kill_mid_stage_then_resume_gives_the_same_result(tmp_path, stage):
     assert _run(cli('run', '--config', str(cfg), '--out', str(clean))).returncode == 0
     def mid_stage():
         d = killed/stage
-        started = any((d/'chunks').glob('*/dataset_info.json')) if stage != 'train' else bool(_complete_checkpoints(d))
+        started = bool(finished_chunks(d/'chunks')) if stage != 'train' else bool(_complete_checkpoints(d))
         return started and not (d/'manifest.json').exists()
     assert _kill_when(cli('run', '--config', str(cfg), '--out', str(killed)), mid_stage), f'the run never got into {stage}'
     assert not (killed/stage/'manifest.json').exists()
