@@ -95,7 +95,19 @@ defaults."""
 class CommandLineError(ValueError):
     "A command line that argparse cannot parse; `main` prints it as one line and exits with status 2."
 
+class _HelpFormatter(argparse.HelpFormatter):
+    "argparse's help, wrapped at spaces only: a hub id such as lvwerra/distilbert-imdb stays whole, at any width."
+    def _split_lines(self, text, width): return textwrap.wrap(' '.join(text.split()), width, break_on_hyphens=False)
+    def _fill_text(self, text, width, indent):
+        return textwrap.fill(' '.join(text.split()), width, initial_indent=indent, subsequent_indent=indent,
+                             break_on_hyphens=False)
+
+class _RawDescriptionFormatter(argparse.RawDescriptionHelpFormatter, _HelpFormatter):
+    "Descriptions and epilogs as written (the fields' epilog keeps its lines), arguments' help as `_HelpFormatter`'s."
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, formatter_class=_HelpFormatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
     def error(self, message): raise CommandLineError(f'{message} (see {self.prog} --help)')
 
 def _seconds(text: str) -> float:
@@ -140,7 +152,7 @@ def build_parser(preset: str = 'demo') -> argparse.ArgumentParser:
         parser.commands[name] = sub.add_parser(
             name, help=help, description=help, parents=[_run_options(name != 'demo', name == 'frontier', name != 'config'),
                                                    flags[shown]],
-            epilog=FIELDS_EPILOG.format(preset=shown), allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
+            epilog=FIELDS_EPILOG.format(preset=shown), allow_abbrev=False, formatter_class=_RawDescriptionFormatter)
     parser.commands['data'] = p = sub.add_parser('data', help='get IMDb from the hub into the folder that --data reads',
                        allow_abbrev=False, description='Download IMDb from the Hugging Face Hub and write it as '
                        'DIR/train.parquet, test.parquet and unsup.parquet: the folder that --data reads.')

@@ -64,8 +64,10 @@ def test_config_round_trips_through_a_file(tmp_path):
     assert config_of('--config', tmp_path/'my.json') == json.loads(res.stdout)
     assert config_of('--preset', 'gpu', '--config', tmp_path/'my.json') == json.loads(res.stdout)
 
-def test_help_lists_every_field_with_type_and_the_presets_value():
+@pytest.mark.parametrize('columns', ['60', '80', '132'])
+def test_help_lists_every_field_with_type_and_the_presets_value(monkeypatch, columns):
     from dpo_imdb.cli import COMMANDS, build_parser
+    monkeypatch.setenv('COLUMNS', columns)           # the terminal's width: help wraps at spaces, never inside a hub id
     parser = build_parser()
     for command in COMMANDS:
         text = ' '.join(parser.commands[command].format_help().split())

@@ -706,7 +706,9 @@ def test_wandb_offline_never_logs_in_reaches_out_or_writes_the_key(cli_jobs, cli
     wandb_dir = facts['run']/'train'/'wandb'/'wandb'
     run_id = (facts['run']/'train'/'wandb'/'run_id.txt').read_text().strip()
     sessions = sorted(p.name for p in wandb_dir.glob('offline-run-*'))              # WANDB_MODE ended up offline:
-    assert len(sessions) == 2 and all(s.endswith(f'-{run_id}') for s in sessions)    # training and evaluation, one run
+    # training and evaluation, sessions of one run (W&B names a folder to the second, adding -1 if it exists)
+    assert len(sessions) == 2, sessions
+    assert all(re.fullmatch(rf'offline-run-\d{{8}}_\d{{6}}-{run_id}(-\d+)?', s) for s in sessions), sessions
     assert list(wandb_dir.glob('run-*')) == []                             # no online run was made
     history = _wandb_history(wandb_dir)
     for key in ('train/loss', 'train/rewards/accuracies', 'train/rewards/margins', 'eval/loss'):
