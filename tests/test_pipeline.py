@@ -7,6 +7,7 @@ import pytest
 from conftest import cli, finished_chunks, gpt2_alive_at
 from dpo_imdb.config import from_preset, load_config, save_config
 from dpo_imdb.pipeline import LOCK, STAGES
+from dpo_imdb.training import _checkpoint_state              # the pipeline's test of a whole checkpoint
 
 TIMEOUT = 600         # s, for any one `dpo-imdb` command of these tests (the slowest takes about a minute)
 
@@ -33,15 +34,11 @@ def _kill_when(cmd, ready, timeout=TIMEOUT):
         proc.wait(timeout=60)
     return False
 
-def _parses(path: Path) -> bool:
-    try: json.loads(path.read_text()); return True
-    except (OSError, ValueError): return False
-
 def _complete_checkpoints(train_dir: Path) -> list[int]:
     """Steps of the checkpoints the Trainer finished writing: trainer_state.json is its last file, and it is written in
     place, so a kill can leave it half-written (the pipeline then resumes from the checkpoint before, and so must this)."""
     states = (train_dir/'checkpoints').glob('checkpoint-*/trainer_state.json')
-    return sorted(int(p.parent.name.split('-')[-1]) for p in states if _parses(p))
+    return sorted(int(p.parent.name.split('-')[-1]) for p in states if _checkpoint_state(p.parent) is not None)
 
 def _sessions(train_dir: Path) -> list[dict]:
     return [json.loads(l) for l in (train_dir/'sessions.jsonl').read_text().splitlines()]
