@@ -149,9 +149,12 @@ def write_reviews(folder: Path, n: int = 40, columns=('text', 'label', 'id')) ->
 
 NO_PROXY = {v: '' for v in ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy')}
 
+_held_ports: list[socket.socket] = []
+
 def closed_port() -> int:
-    "A local TCP port that nothing listens on."
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+    "A local TCP port bound here and never listened on, for the tests' life: connecting is refused, and no one else takes it."
+    s = socket.socket(); s.bind(('127.0.0.1', 0)); _held_ports.append(s)
+    return s.getsockname()[1]
 
 def _refusal(case: str, d: Path) -> tuple[list, str, dict]:
     "The command line of `case` (its inputs made in `d`), the words its one error line must hold, extra environment."
