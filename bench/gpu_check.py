@@ -32,7 +32,7 @@ Steps, each recorded in OUT/gpu_check.json as soon as it ends (so a run cut shor
    (OUT/frontier_points_partial.json, copied as each run ends; OUT/frontier_partial.png; whether DPO dominates on
    them), which a later call on the same machine resumes.
 
-Last, `targets`: each target of the issue with what it was measured from, met or missed, or pending (not measured: a
+Last, `targets`: each GPU target (BENCHMARKS.md) with what it was measured from, met or missed, or pending (not measured: a
 CPU dry run, a skipped or failed step).
 
 Budget: `--budget` (default 540 s) counts from gpu_check.sh's start (`GPU_CHECK_T0`), its install included; a step
@@ -534,7 +534,7 @@ def frontier(args) -> dict:
                                 cwd=ROOT, stdout=log_out, stderr=subprocess.STDOUT, text=True)
         try:
             while proc.poll() is None:          # each finished run's points reach OUT at once, so that a command
-                if time.time() > deadline:      # stopped from outside (the lease's limit) still returns them
+                if time.time() > deadline:      # stopped from outside (a limit on the command) still returns them
                     timed_out = True
                     break
                 time.sleep(2)

@@ -27,7 +27,7 @@ if [ "${1:-}" = "--prepare" ]; then
     ipython ipython-pygments-lexers jedi parso matplotlib-inline pexpect ptyprocess 'prompt_toolkit<3.1.0,>=3.0.41' \
     wcwidth stack_data executing pure_eval traitlets
   # every split, unsup too (SFT and the prompts draw from train + unsup, 75,000 reviews), re-compressed (zstd level 19:
-  # 43 MB for the three, where train and test alone take 41 MB as shipped) to fit the 64 MiB a device call carries
+  # 43 MB for the three, where train and test alone take 41 MB as shipped) to fit a 64 MiB limit on what is copied to the GPU machine
   python3 -c 'import sys, pyarrow.parquet as pq
 for split in ("train", "test", "unsup"):
     pq.write_table(pq.read_table(f"{sys.argv[1]}/{split}.parquet"), f"{sys.argv[2]}/{split}.parquet", compression="zstd",

@@ -152,14 +152,14 @@ def test_gpu_check_says_each_target_met_missed_or_pending(monkeypatch):
 
 @pytest.mark.slow
 def test_gpu_check_dry_run_on_a_cpu(tmp_path):
-    """The prepared GPU check, every step with the frontier, as a dry run on a CPU (what a session lent a GPU runs once,
-    with no time to debug): each step finishes. It caught the preset's run folder still locked by the check's own
+    """The prepared GPU check, every step with the frontier, as a dry run on a CPU (what a GPU machine runs once, with
+    no time to debug): each step finishes. It caught the preset's run folder still locked by the check's own
     process when the frontier step's subprocess opened it."""
     import os, subprocess
     for var in ('DPO_IMDB_DATA_DIR', 'DPO_IMDB_GPT2_DIR'):
         if not os.environ.get(var): skip_without(var, "the GPU check reads IMDb and GPT-2's tokenizer from it")
     out = tmp_path/'out'
-    # no time budget: the default (540 s, for a GPU session) skips a step the CPU reaches late, and this checks that
+    # no time budget: the default (540 s, sized for a GPU) skips a step the CPU reaches late, and this checks that
     # each step runs, not how fast (about 270 s beside another test, 300 s alone); `timeout` still bounds it
     proc = subprocess.run(['bash', str(ROOT/'bench'/'gpu_check.sh'), '--cpu', '--smoke', '--frontier', '--out', str(out),
                            '--run-dir', str(tmp_path/'run'), '--budget', '1e5'], capture_output=True, text=True, timeout=1200)

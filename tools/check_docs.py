@@ -20,7 +20,7 @@
    build machine (/work/, /root/, /home/, /tmp/, /usr/, /opt/, site-packages, a virtualenv); `../shared`; text about
    how the project is worked on; an image reference whose file does not exist relative to the page.
 3. The same text checks on the source notebooks (every cell, hidden ones included, with their saved outputs) and on
-   README.md, whose images must exist in the repository (a raw.githubusercontent.com link to this repository's branch
+   README.md and BENCHMARKS.md, whose images must exist in the repository (a raw.githubusercontent.com link to this repository's branch
    is checked against the file it points to). Saved outputs must also be what a reader should see: no warning, no
    "skipped", no replacement character (U+FFFD, the sign of text decoded wrongly), and every `$ dpo-imdb ... --help`
    transcript (as `10_cli`'s `shell` prints it) still what the command prints today: each line shown, in order.
@@ -37,7 +37,7 @@ ABS_PATH = re.compile(r'(?<![\w.~/-])/(?:work|root|home|tmp|usr|opt)/|site-packa
                       r'|[\w.-]*venv[\w.-]*/lib/python\d|/private/var/folders/|/var/folders/')   # venv: its lib/pythonX
 SHARED = re.compile(r'\.\./shared\b')
 WORKSPACE_PHRASES = ('was lent', 'lent to', 'lent a ', 'no gpu was', 'ci machine', 'this machine', 'build machine',
-                     'lead engineer', 'other engineers')
+                     'lead engineer', 'other engineers', 'workplace', ' lease')
 PHRASES = re.compile('|'.join(re.escape(p) for p in WORKSPACE_PHRASES), re.I)
 TRACEBACK = re.compile(r'Traceback \(most recent call last\)|^-{20,}\s*$\n^\w*(?:Error|Exception)\b', re.M)
 IMG_MD = re.compile(r'!\[[^\]]*\]\(\s*<?([^)\s>]+)')
@@ -215,13 +215,15 @@ def output_problems(where: str, text: str) -> list[str]:
     if '\ufffd' in text: problems.append(f'{where}: a replacement character (U+FFFD) in a saved output: text decoded wrongly')
     return problems + [f'{where}: {p}' for p in help_transcript_problems(text)]
 
-def check_readme() -> list[str]:
-    path = ROOT/'README.md'
-    if not path.exists(): return ['README.md is missing']
+def check_readme(names=('README.md', 'BENCHMARKS.md')) -> list[str]:
+    "The text and image checks on the top-level pages a reader opens on GitHub and PyPI."
     problems = []
-    for n, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
-        problems += [f'README.md:{n}: {p}: {line.strip()[:160]}' for p in text_problems(line)]
-        problems += [f'README.md:{n}: {why}' for ref in image_refs(line) if (why := missing_image(ref, ROOT))]
+    for name in names:
+        path = ROOT/name
+        if not path.exists(): problems.append(f'{name} is missing'); continue
+        for n, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
+            problems += [f'{name}:{n}: {p}: {line.strip()[:160]}' for p in text_problems(line)]
+            problems += [f'{name}:{n}: {why}' for ref in image_refs(line) if (why := missing_image(ref, ROOT))]
     return problems
 
 def main():
