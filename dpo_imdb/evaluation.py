@@ -61,7 +61,10 @@ def kl_to_reference(policy, reference, prompt_ids: list[list[int]], completion_i
         lp, lq = sampled['policy'], sampled['reference']                               # (b, T-1, V) log q
         token_kl = torch.where(lp == -math.inf, 0., lp.exp() * (lp - lq)).sum(-1)     # (b, T-1); inf off q_ref's support
         # (a NaN policy, diverged, stays NaN: not a KL of 0)
-        log_ratio = (lp - lq).gather(-1, ids[:, 1:, None])[..., 0]
+        drawn_lp, drawn_lq = (l.gather(-1, ids[:, 1:, None])[..., 0] for l in (lp, lq))   # (b, T-1) at the tokens written
+        # a written token outside this pass's filter: in bf16 the sampler's own forward broke a tie at the top-k/top-p
+        # boundary the other way; its log-ratio (-inf minus -inf or a number) is undefined, so, as in token_kl, it adds 0
+        log_ratio = torch.where(drawn_lp == -math.inf, 0., drawn_lp - drawn_lq)
         for key, per_token in (('kl', token_kl), ('kl_mc', log_ratio)):
             out[key].append(torch.where(mask[:, 1:].bool(), per_token, 0.).sum(-1).double().cpu())
     return {k: torch.cat(v).numpy() for k, v in out.items()}
