@@ -29,7 +29,7 @@ EOF
 python3 -m venv "$venv"
 source "$venv/bin/activate"
 python -m pip install -q --upgrade pip
-python -m pip install -q torch==2.13.0
+python -m pip install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}   # the CPU wheel
 python -m pip install -q -c "$floors" -e ".[dev]"
 python -m pip check
 rm -f "$floors"
