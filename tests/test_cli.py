@@ -10,6 +10,7 @@ from conftest import cli
 from dpo_imdb.config import RunConfig, from_preset, load_config, save_config, to_dict
 from dpo_imdb.synthetic import synthetic_reviews
 from dpo_imdb import __version__ as dpo_imdb_version
+from dpo_imdb.hub import CARD_IMAGES
 
 TIMEOUT = 180          # seconds, for a command that does not train
 
@@ -330,8 +331,9 @@ def test_the_model_card_is_written_and_parses(finished_run):
                  f'| optimizer steps | {steps} |', f"| win_rate | {metrics['win_rate']:.3f} |", "pipeline('text-generation'",
                  'AutoModelForCausalLM.from_pretrained', '| scorer | `tfidf` |'):
         assert line in card.text, line
-    for image in [p.split(')')[0] for p in card.text.split('](images/')[1:]]:
-        assert (model/'images'/image).is_file(), image
+    linked = {p.split(')')[0] for p in card.text.split('](images/')[1:]}
+    assert linked == set(CARD_IMAGES), linked           # a finished run's card shows every plot (the card links only files
+    for image in linked: assert (model/'images'/image).is_file(), image      # that exist: without them it links none)
     assert load_config(model/'run_config.json') == load_config(finished_run/'config.json')
 
 @pytest.mark.slow
