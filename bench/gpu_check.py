@@ -375,11 +375,22 @@ def generation(args) -> dict:
         if peer in timing and 'ours' in timing else None
     static_sides = [k for k in ('hf_static_compiled', 'hf_static_compiled_kept_cache') if k in timing]
     static_best = min(static_sides, key=lambda k: timing[k]['median_seconds'], default=None)   # the stronger one
-    partial = {'rows': len(rows), 'batch': B, 'warmup_seconds': warmup, 'errors': errors, 'timing': timing,
-               'speedup_vs_hf_generate': ratio('hf_generate'), 'hf_static_compiled': {'compiled': hasattr(peer, '_compiled_call')},
-               'speedup_vs_hf_static_compiled': ratio(static_best) if static_best else None,
-               'incomplete': 'killed after the timed comparison, before the run at batch 1,024 and the profiles'}
-    args.check.results['steps']['generation'] = {'ok': True, **partial}     # a command killed from here on keeps these
+    compared = {'rows': len(rows), 'batch': B, 'max_new_tokens': T, 'dtype': str(dtype), 'decoder': decoder,
+                'peer_weights': str(next(peer.parameters()).dtype) + (', no autocast' if peer is not model else ''),
+                'hf_static_compiled': {'compiled': hasattr(peer, '_compiled_call'),
+                                       'how': "generate(cache_implementation='static'): transformers compiles the "
+                                              "decoding forward itself on CUDA (torch.compile, mode reduce-overhead)"},
+                'warmup_seconds': warmup, 'errors': errors, 'timing': timing,
+                'speedup_vs_hf_generate': ratio('hf_generate'), 'speedup_vs_hf_generate_with_logps': ratio('hf_generate+logps'),
+                'speedup_vs_hf_static_compiled': ratio(static_best) if static_best else None, 'hf_static_peer': static_best,
+                'speedup_vs_hf_static_compiled_fresh_cache': ratio('hf_static_compiled'),
+                'speedup_vs_hf_static_compiled_kept_cache': ratio('hf_static_compiled_kept_cache'),
+                'speedup_vs_eager_loop': ratio('ours_eager'),
+                'compiled_decoder_speedup_vs_ours': round(timing['ours']['median_seconds'] /
+                                                          timing['ours_compiled']['median_seconds'], 2)
+                                                    if {'ours', 'ours_compiled'} <= set(timing) else None}
+    args.check.results['steps']['generation'] = {      # a command killed from here on keeps the comparison
+        'ok': True, **compared, 'incomplete': 'killed after the timed comparison, before the run at batch 1,024 and the profiles'}
     args.check.results['targets'] = targets(args.check.results); args.check.write()
     big = prompts.select(range(args.big_prompts))
     big_sampling = replace(sampling, batch_size=args.big_batch)
@@ -390,20 +401,7 @@ def generation(args) -> dict:
     profile = {name: _profile(ours(replace(sampling, decoder=d), one), cuda) for name, d in (('eager', 'eager'), ('ours', decoder))}
     from dpo_imdb.generation import _DECODERS
     captured = [d.graph is not None for d in _DECODERS.get(model, {}).values()]     # a failed capture falls back
-    return {'rows': len(rows), 'batch': B, 'max_new_tokens': T, 'dtype': str(dtype), 'decoder': decoder,
-            'graphs_captured': f'{sum(captured)} of {len(captured)} decoders',
-            'peer_weights': str(next(peer.parameters()).dtype) + (', no autocast' if peer is not model else ''),
-            'hf_static_compiled': {'compiled': hasattr(peer, '_compiled_call'),
-                                   'how': "generate(cache_implementation='static'): transformers compiles the decoding "
-                                          "forward itself on CUDA (torch.compile, mode reduce-overhead)"},
-            'warmup_seconds': warmup, 'errors': errors, 'timing': timing,
-            'speedup_vs_hf_generate': ratio('hf_generate'), 'speedup_vs_hf_generate_with_logps': ratio('hf_generate+logps'),
-            'speedup_vs_hf_static_compiled': ratio(static_best) if static_best else None, 'hf_static_peer': static_best,
-            'speedup_vs_hf_static_compiled_fresh_cache': ratio('hf_static_compiled'),
-            'speedup_vs_hf_static_compiled_kept_cache': ratio('hf_static_compiled_kept_cache'),
-            'speedup_vs_eager_loop': ratio('ours_eager'),
-            'compiled_decoder_speedup_vs_ours': round(timing['ours']['median_seconds'] / timing['ours_compiled']['median_seconds'],
-                                                      2) if {'ours', 'ours_compiled'} <= set(timing) else None,
+    return {**compared, 'graphs_captured': f'{sum(captured)} of {len(captured)} decoders',
             'at_scale': {'rows': len(big) * n, 'batch': args.big_batch, **at_scale},
             'profile_one_batch': {'rows': len(one) * n, **profile}}
 

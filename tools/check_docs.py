@@ -20,10 +20,11 @@
    build machine (/work/, /root/, /home/, /tmp/, /usr/, /opt/, site-packages, a virtualenv); `../shared`; text about
    how the project is worked on; an image reference whose file does not exist relative to the page.
 3. The same text checks on the source notebooks (every cell, hidden ones included, with their saved outputs) and on
-   README.md and BENCHMARKS.md, whose images must exist in the repository (a raw.githubusercontent.com link to this repository's branch
-   is checked against the file it points to). Saved outputs must also be what a reader should see: no warning, no
-   "skipped", no replacement character (U+FFFD, the sign of text decoded wrongly), and every `$ dpo-imdb ... --help`
-   transcript (as `10_cli`'s `shell` prints it) still what the command prints today: each line shown, in order.
+   README.md and BENCHMARKS.md, whose images must exist in the repository (a raw.githubusercontent.com link to this
+   repository's branch is checked against the file it points to). Saved outputs must also be what a reader should
+   see: no warning, no "skipped", no replacement character (U+FFFD, the sign of text decoded wrongly), and every
+   `$ dpo-imdb ... --help` transcript (as `10_cli`'s `shell` prints it) still what the command prints today: each
+   line shown, in order.
 
 `python tools/check_docs.py [--workers N]`; exit status 1 lists every problem.
 """
@@ -215,7 +216,7 @@ def output_problems(where: str, text: str) -> list[str]:
     if '\ufffd' in text: problems.append(f'{where}: a replacement character (U+FFFD) in a saved output: text decoded wrongly')
     return problems + [f'{where}: {p}' for p in help_transcript_problems(text)]
 
-def check_readme(names=('README.md', 'BENCHMARKS.md')) -> list[str]:
+def check_pages(names=('README.md', 'BENCHMARKS.md')) -> list[str]:
     "The text and image checks on the top-level pages a reader opens on GitHub and PyPI."
     problems = []
     for name in names:
@@ -248,7 +249,7 @@ def main():
         if '_check' not in nb.parts: problems += check_rendered(nb, out_dir)
     for nb in sorted((ROOT/'nbs').rglob('*.ipynb')):
         if not any(p.startswith(('.', '_')) for p in nb.relative_to(ROOT/'nbs').parts): problems += check_source_nb(nb)
-    problems += check_readme()
+    problems += check_pages()
     for p in problems: print(p)
     print(f'== docs check: {len(problems)} problem(s), {time.time() - start:.0f} s (rendered pages in {out_dir.relative_to(ROOT)}/)')
     sys.exit(1 if problems else 0)
